@@ -1,0 +1,33 @@
+# Every target installs what it needs: a fresh clone runs `make test` directly.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install test lint bench bench-tiny reproduce clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check sscbench plugins tests benchmarks
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check sscbench plugins tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+bench-tiny: $(STAMP)
+	$(PY) benchmarks/run.py --tiny
+
+reproduce: $(STAMP)
+	$(VENV)/bin/sscbench reproduce
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,91 @@
+"""A stack of S independent MLPs evaluated in one batched pass.
+
+What it is: the protocol's MLP (widths D -> hidden... -> C, ReLU), with every
+layer's weights held as one [S, in, out] tensor so that S members (tuning
+trials, evaluation seeds) train together with batched matmuls.
+What it is not: an nn.Module with hooks or an optimizer; the trainer owns updates.
+
+Initialisation matches ``nn.Linear``'s default exactly: member s draws its
+layers, in order, from a generator seeded with s, which is what
+``torch.manual_seed(s)`` followed by building ``nn.Linear`` layers does. So a
+member's start depends only on its own seed, not on the stack around it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+def init_linear(fan_in: int, fan_out: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``nn.Linear.reset_parameters`` with an explicit generator: (weight [out, in], bias [out])."""
+    weight = torch.empty(fan_out, fan_in)
+    torch.nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    bias = torch.empty(fan_out).uniform_(-bound, bound, generator=generator)
+    return weight, bias
+
+
+@dataclass
+class StackedMLP:
+    """Parameters of S MLPs: ``weights[l]`` [S, in_l, out_l], ``biases[l]`` [S, out_l]."""
+
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+
+    @classmethod
+    def init(cls, widths: Sequence[int], seeds: Sequence[int], device: torch.device | str = "cpu") -> StackedMLP:
+        if len(widths) < 2:
+            raise ValueError(f"an MLP needs at least input and output widths, got {list(widths)}")
+        per_member: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+        for seed in seeds:
+            gen = torch.Generator().manual_seed(int(seed))
+            per_member.append([init_linear(a, b, gen) for a, b in zip(widths[:-1], widths[1:])])
+        weights = [torch.stack([m[i][0].T for m in per_member]).contiguous().to(device)
+                   for i in range(len(widths) - 1)]
+        biases = [torch.stack([m[i][1] for m in per_member]).to(device) for i in range(len(widths) - 1)]
+        return cls(weights, biases)
+
+    @property
+    def size(self) -> int:
+        return int(self.weights[0].shape[0])
+
+    @property
+    def widths(self) -> list[int]:
+        return [int(self.weights[0].shape[1])] + [int(w.shape[2]) for w in self.weights]
+
+    def parameters(self) -> list[torch.Tensor]:
+        """Weights and biases interleaved, layer by layer (nn.Sequential's order)."""
+        return [p for pair in zip(self.weights, self.biases) for p in pair]
+
+    def requires_grad_(self, flag: bool = True) -> StackedMLP:
+        for p in self.parameters():
+            p.requires_grad_(flag)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits [S, B, C] for inputs [S, B, D] (per member) or [B, D] (shared by all)."""
+        h = x
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            # matmul broadcasts a shared [B, D] input against [S, D, H] without copying it S times.
+            h = torch.matmul(h, w) + b.unsqueeze(-2)
+            if i < last:
+                h = torch.relu(h)
+        return h
+
+    __call__ = forward
+
+    def member(self, index: int) -> list[torch.Tensor]:
+        """Member ``index``'s parameters in nn.Linear layout (weight [out, in], bias), detached."""
+        out: list[torch.Tensor] = []
+        for w, b in zip(self.weights, self.biases):
+            out += [w[index].detach().T.clone(), b[index].detach().clone()]
+        return out
+
+    def flops_per_sample(self) -> int:
+        """Multiply-adds x 2 of one forward pass of one member on one sample."""
+        return 2 * sum(int(w.shape[1]) * int(w.shape[2]) for w in self.weights)

@@ -1,0 +1,146 @@
+"""The regularizer plugin interface: the whole contract in one file.
+
+What it is: the base class a plugin subclasses, the batch context it receives,
+and the rules it must follow (written beside the signatures).
+What it is not: discovery (see ``sscbench.registry``) or training.
+
+A plugin is registered under the entry-point group ``sscbench.regularizers``
+in its distribution's ``pyproject.toml``; the entry point names the class:
+
+    [project.entry-points."sscbench.regularizers"]
+    mine = "my_package.module:MyRegularizer"
+
+sscbench's own built-ins (``baseline``, ``ssc``) are registered the same way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from sscbench.seeding import STREAM_PLUGIN, stream_seed
+from sscbench.spec import SearchRange
+
+#: Optimizer hyperparameters the harness owns; a plugin must not declare these.
+OPTIMIZER_PARAMS = ("lr", "weight_decay")
+
+
+class NoParams(BaseModel):
+    """The hyperparameters of a plugin that has none."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BatchContext:
+    """One training step of a whole stack of S members, as a plugin sees it.
+
+    Shapes: ``inputs`` [S, B, D] (requires grad), ``labels`` [S, B] int64,
+    ``logits`` [S, B, C]; ``seeds`` are the members' seeds, ``step`` the
+    optimizer step (both only for ``randn``). Index s along the first axis is member s; members
+    never interact. Plugins must not modify these tensors in place.
+    """
+
+    def __init__(
+        self,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        logits: torch.Tensor,
+        seeds: Sequence[int] | None = None,
+        step: int = 0,
+    ) -> None:
+        self.inputs = inputs
+        self.labels = labels
+        self.logits = logits
+        self.seeds = list(seeds) if seeds is not None else list(range(inputs.shape[0]))
+        self.step = step
+        self._saliency: torch.Tensor | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.logits.shape[-1])
+
+    @property
+    def saliency(self) -> torch.Tensor:
+        """g = d z_y / d x for every sample, [S, B, D], differentiable w.r.t. the weights.
+
+        Computed on first access with one backward of sum(z_y) (samples do
+        not interact in an MLP), with create_graph=True, then shared by
+        every caller in the same step.
+        """
+        if self._saliency is None:
+            target = self.logits.gather(-1, self.labels.unsqueeze(-1)).sum()
+            (self._saliency,) = torch.autograd.grad(target, self.inputs, create_graph=True)
+        return self._saliency
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        """Standard normal draws [S, *shape] for plugins that need randomness.
+
+        Member s's draw depends only on its own seed and the step (never on
+        the stack around it or on global RNG state); drawn on the CPU so that
+        every device sees the same numbers.
+        """
+        draws = [
+            torch.randn(shape, generator=torch.Generator().manual_seed(
+                stream_seed(seed, STREAM_PLUGIN, self.step)))
+            for seed in self.seeds
+        ]
+        return torch.stack(draws).to(self.inputs.device, self.inputs.dtype)
+
+    @property
+    def saliency_computed(self) -> bool:
+        return self._saliency is not None
+
+
+class Regularizer(ABC):
+    """Base class of every regularizer plugin.
+
+    Rules:
+    - ``name`` equals the entry-point name; ``description`` is one line.
+    - ``Params`` is a pydantic model of the plugin's own hyperparameters, every
+      field a float with a default; it must not declare ``lr`` or
+      ``weight_decay`` (the harness tunes those for every plugin).
+    - ``search_space`` maps some or all ``Params`` fields to a ``SearchRange``;
+      tuning samples exactly these (plus lr and weight_decay).
+    - ``penalty`` must be a pure function of its arguments: no global state,
+      no global RNG, no printing, no in-place changes to the context.
+    - The plugin is constructed with no arguments.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Params: ClassVar[type[BaseModel]] = NoParams
+    search_space: ClassVar[Mapping[str, SearchRange]] = {}
+
+    @abstractmethod
+    def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The loss term added to the cross-entropy, one value per member: shape [S].
+
+        ``params`` holds each ``Params`` field as a float tensor of shape [S]
+        (member s's value at index s), on the stack's device. The returned
+        value already includes any weight (such as lambda); member s's value
+        must depend only on member s's slice of the context, be finite for
+        finite inputs, and be differentiable w.r.t. the weights. A plugin with
+        no term returns zeros.
+        """
+
+    def is_inactive(self, params: Mapping[str, torch.Tensor]) -> bool:
+        """True when the term is zero for every member (lets the trainer skip it).
+
+        The default says never; override it when a weight of 0 switches the
+        term off, so that ablations with the term off cost nothing extra.
+        """
+        return False
+
+    # -- helpers the harness uses; plugins do not override these ------------
+
+    @classmethod
+    def defaults(cls) -> dict[str, float]:
+        return {k: float(v) for k, v in cls.Params().model_dump().items()}
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        return tuple(cls.Params.model_fields)

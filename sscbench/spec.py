@@ -1,0 +1,193 @@
+"""Run specs: the typed, documented settings of every stage.
+
+What it is: pydantic models (frozen, unknown keys forbidden, every field
+described) whose defaults are PROTOCOL.md exactly, plus the TOML loader.
+What it is not: the place where anything runs; stages receive these objects.
+
+A TOML file overrides any field; command-line options override the file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PosInt = Annotated[int, Field(gt=0)]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class SearchRange(Spec):
+    """One hyperparameter's search interval."""
+
+    low: float = Field(description="Lower bound (inclusive).")
+    high: float = Field(description="Upper bound (inclusive).")
+    log: bool = Field(True, description="Sample uniformly in log space.")
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scaled range needs low > 0, got {self.low}")
+        return self
+
+
+class DataSpec(Spec):
+    """mnist1d generation (``make_dataset``) and the validation split."""
+
+    num_samples: PosInt = Field(10000, description="mnist1d num_samples (train + test).")
+    seed: int = Field(42, description="mnist1d generation seed.")
+    final_seq_length: PosInt = Field(40, description="Length of each 1D signal.")
+    train_split: float = Field(0.8, gt=0, lt=1, description="Share of samples in mnist1d's train split.")
+    shuffle_seq: bool = Field(False, description="mnist1d shuffle_seq (permute positions).")
+    validation_size: PosInt = Field(
+        1000, description="The LAST this-many train samples form the validation set."
+    )
+
+    def mnist1d_args(self) -> dict[str, object]:
+        return self.model_dump(exclude={"validation_size"})
+
+
+class ModelSpec(Spec):
+    """The MLP; input width and class count come from the data."""
+
+    hidden: tuple[PosInt, ...] = Field((256, 256), description="Hidden layer widths (ReLU between).")
+
+
+class TrainSpec(Spec):
+    """The shared trainer: AdamW, mini-batches, device."""
+
+    batch_size: PosInt = Field(128, description="Mini-batch size; the last partial batch is kept.")
+    beta1: float = Field(0.9, ge=0, lt=1, description="AdamW beta1.")
+    beta2: float = Field(0.999, ge=0, lt=1, description="AdamW beta2.")
+    eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="'cpu' or 'cuda[:N]'.")
+    threads: PosInt | None = Field(None, description="torch intra-op threads (default: torch's).")
+
+
+class TuneSpec(Spec):
+    """Optuna TPE tuning of one regularizer, trials trained as stacks."""
+
+    trials: PosInt = Field(30, description="Completed trials per study.")
+    epochs: PosInt = Field(15, description="Epochs per trial.")
+    sampler_seed: int = Field(0, description="TPE sampler seed (recorded).")
+    studies: PosInt = Field(1, description="Independent studies (sampler seeds sampler_seed + k).")
+    model_seed: int = Field(0, description="Model seed of every trial (init and batch order).")
+    round_size: PosInt = Field(
+        10, description="Trials asked at once (TPE constant liar) and trained as one stack."
+    )
+    lr: SearchRange = Field(SearchRange(low=1e-4, high=1e-2), description="AdamW learning rate range.")
+    weight_decay: SearchRange = Field(
+        SearchRange(low=1e-6, high=1e-1), description="AdamW weight decay range."
+    )
+
+
+class ArmSpec(Spec):
+    """One evaluated configuration: a regularizer and its hyperparameters."""
+
+    name: str = Field(min_length=1, description="The arm's name in tables, plots and JSON.")
+    regularizer: str = Field(min_length=1, description="Registered regularizer plugin name.")
+    params: dict[str, float] | None = Field(
+        None,
+        description="Hyperparameters (lr, weight_decay and the plugin's own); "
+        "omitted: read from the tune results of the regularizer.",
+    )
+    from_: str | None = Field(
+        None, alias="from", description="Take another arm's hyperparameters (then apply override)."
+    )
+    override: dict[str, float] = Field(default_factory=dict, description="Values replacing params.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ArmSpec:
+        if self.from_ is not None and self.params is not None:
+            raise ValueError(f"arm '{self.name}': give either 'params' or 'from', not both")
+        if self.from_ == self.name:
+            raise ValueError(f"arm '{self.name}' cannot take its hyperparameters from itself")
+        return self
+
+
+def _default_arms() -> list[ArmSpec]:
+    return [ArmSpec(name="baseline", regularizer="baseline"), ArmSpec(name="ssc", regularizer="ssc")]
+
+
+class EvaluateSpec(Spec):
+    """Multi-seed evaluation of arms on the test set."""
+
+    seeds: PosInt = Field(5, description="Seeds 0..seeds-1 per arm (paired across arms).")
+    epochs: PosInt = Field(30, description="Epochs per seed.")
+    arms: list[ArmSpec] = Field(default_factory=_default_arms, description="The arms to evaluate.")
+    reference: str = Field("baseline", description="Arm every other arm is compared with.")
+
+    @model_validator(mode="after")
+    def _check(self) -> EvaluateSpec:
+        if not self.arms:
+            raise ValueError("at least one arm is needed")
+        names = [a.name for a in self.arms]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"arm names must be unique; repeated: {', '.join(dupes)}")
+        for arm in self.arms:
+            if arm.from_ is not None and arm.from_ not in names:
+                raise ValueError(f"arm '{arm.name}': from = '{arm.from_}' is not an arm ({', '.join(names)})")
+        return self
+
+
+class RunSpec(Spec):
+    """Everything a run needs; defaults reproduce PROTOCOL.md."""
+
+    data: DataSpec = Field(default_factory=DataSpec, description="Data generation and split.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The MLP.")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="Trainer and optimizer.")
+    tune: TuneSpec = Field(default_factory=TuneSpec, description="Tuning stage.")
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec, description="Evaluation stage.")
+
+
+class SpecError(ValueError):
+    """A spec file or override that cannot be used; the message names the field and file."""
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = [f"invalid run spec ({source}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def build_spec(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunSpec:
+    """The effective spec: defaults, then the TOML file, then ``overrides`` (nested dict)."""
+    source = str(path) if path is not None else "defaults"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise SpecError(f"spec file not found: {path}") from None
+        except IsADirectoryError:
+            raise SpecError(f"spec file is a directory: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"malformed TOML in {path}: {exc}") from None
+        except UnicodeDecodeError:
+            raise SpecError(f"spec file is not UTF-8 text: {path}") from None
+    if overrides:
+        raw = _merge(raw, overrides)
+        source += " + command-line options"
+    try:
+        return RunSpec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(_format_validation(err, source)) from None

@@ -1,0 +1,198 @@
+"""The one shared trainer: a stack of MLPs, each member its own run.
+
+What it is: the only loop over batches in sscbench. It trains S members at once
+(per member: seed, lr, weight decay, regularizer hyperparameters), with AdamW
+semantics identical to ``torch.optim.AdamW``, and records per member and epoch
+the training loss, the regularizer term and the accuracy on each evaluation set.
+What it is not: aware of any particular regularizer; it calls the plugin's
+``penalty`` on a ``BatchContext`` and adds the result to the cross-entropy.
+
+Members never interact: the stack's loss is the sum of the members' losses, so
+each member's gradient is that of its own loss. A member whose loss becomes
+non-finite is marked diverged and stops updating; the others go on unaffected.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sscbench.data import Split
+from sscbench.model import StackedMLP
+from sscbench.regularizer import BatchContext, Regularizer
+from sscbench.seeding import STREAM_BATCHES, stream_seed
+from sscbench.spec import TrainSpec
+
+@dataclass(frozen=True)
+class Member:
+    """One model in a stack: its seed and complete hyperparameters."""
+
+    seed: int
+    lr: float
+    weight_decay: float
+    params: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class History:
+    """What training recorded; arrays are [S, epochs], NaN once a member has diverged."""
+
+    train_loss: np.ndarray
+    reg_term: np.ndarray
+    accuracy: dict[str, np.ndarray]
+    diverged_at: list[int | None]  # epoch (0-based) in which a member diverged
+    steps: int
+    samples: int  # training samples processed, summed over members
+    wall_seconds: float
+    model: StackedMLP
+
+
+def resolve_device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{name}' was asked for but CUDA is not available here")
+    return device
+
+
+class _AdamW:
+    """``torch.optim.AdamW`` (non-amsgrad, non-maximize) for stacked parameters.
+
+    lr and weight decay are [S] tensors; ``active`` [S] masks frozen members.
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: torch.Tensor, wd: torch.Tensor,
+                 betas: tuple[float, float], eps: float) -> None:
+        self.params = params
+        self.lr, self.wd = lr, wd
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.step_count = 0
+
+    @staticmethod
+    def _per_member(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return t.view((-1,) + (1,) * (like.dim() - 1))
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[torch.Tensor], active: torch.Tensor | None) -> None:
+        self.step_count += 1
+        bc1 = 1 - self.beta1 ** self.step_count
+        bc2_sqrt = (1 - self.beta2 ** self.step_count) ** 0.5
+        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
+            lr = self._per_member(self.lr, p)
+            decay = 1 - lr * self._per_member(self.wd, p)
+            m.lerp_(g, 1 - self.beta1)
+            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+            new = p * decay - (lr / bc1) * (m / denom)
+            if active is None:
+                p.copy_(new)
+            else:
+                p.copy_(torch.where(self._per_member(active, p), new, p))
+
+
+def _epoch_order(seeds: Sequence[int], epoch: int, n: int, device: torch.device) -> torch.Tensor:
+    """Per-member permutation of the n training samples for one epoch: [S, n]."""
+    perms = []
+    cache: dict[int, torch.Tensor] = {}
+    for seed in seeds:
+        if seed not in cache:  # members sharing a seed share their order
+            gen = torch.Generator().manual_seed(stream_seed(seed, STREAM_BATCHES, epoch))
+            cache[seed] = torch.randperm(n, generator=gen)
+        perms.append(cache[seed])
+    return torch.stack(perms).to(device)
+
+
+@torch.no_grad()
+def accuracy(model: StackedMLP, split: Split, chunk: int = 4096) -> torch.Tensor:
+    """Per-member accuracy on a split shared by all members: [S]."""
+    correct = torch.zeros(model.size, device=split.x.device)
+    for start in range(0, len(split), chunk):
+        x, y = split.x[start:start + chunk], split.y[start:start + chunk]
+        correct += (model(x).argmax(-1) == y).sum(-1)
+    return correct / len(split)
+
+
+def train_stack(
+    train: Split,
+    widths: Sequence[int],
+    members: Sequence[Member],
+    regularizer: Regularizer,
+    epochs: int,
+    spec: TrainSpec,
+    eval_sets: Mapping[str, Split] | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> History:
+    """Train every member for ``epochs`` epochs; returns the recorded history."""
+    if not members:
+        raise ValueError("a stack needs at least one member")
+    start = time.perf_counter()
+    device = resolve_device(spec.device)
+    train = train.to(device)
+    eval_sets = {k: v.to(device) for k, v in (eval_sets or {}).items()}
+    seeds = [m.seed for m in members]
+    S, n, bs = len(members), len(train), spec.batch_size
+
+    model = StackedMLP.init(widths, seeds, device).requires_grad_(True)
+    params = model.parameters()
+    as_tensor = lambda vals: torch.tensor(vals, dtype=torch.float32, device=device)  # noqa: E731
+    opt = _AdamW(params, as_tensor([m.lr for m in members]), as_tensor([m.weight_decay for m in members]),
+                 (spec.beta1, spec.beta2), spec.eps)
+    names = regularizer.param_names()
+    hp = {k: as_tensor([float(m.params[k]) for m in members]) for k in names}
+    term_off = regularizer.is_inactive(hp)
+
+    active = torch.ones(S, dtype=torch.bool, device=device)
+    all_active = True
+    diverged_at: list[int | None] = [None] * S
+    loss_hist = np.full((S, epochs), np.nan)
+    term_hist = np.full((S, epochs), np.nan)
+    acc_hist = {k: np.full((S, epochs), np.nan) for k in eval_sets}
+    steps = 0
+
+    for epoch in range(epochs):
+        order = _epoch_order(seeds, epoch, n, device)
+        loss_sum = torch.zeros(S, device=device)
+        term_sum = torch.zeros(S, device=device)
+        for lo in range(0, n, bs):
+            idx = order[:, lo:lo + bs]
+            x = train.x[idx].requires_grad_(True)  # [S, B, D]: gathered for the whole stack at once
+            y = train.y[idx]
+            logits = model(x)
+            ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+            if term_off:
+                term = torch.zeros_like(ce)
+            else:
+                ctx = BatchContext(x, y, logits, seeds=seeds, step=steps)
+                term = regularizer.penalty(ctx, hp)
+            loss = ce + term
+            finite = torch.isfinite(loss)
+            newly = active & ~finite
+            if bool(newly.any()):
+                for s in torch.nonzero(newly).flatten().tolist():
+                    diverged_at[s] = epoch
+                active = active & finite
+                all_active = False
+            total = torch.where(active, loss, torch.zeros_like(loss)).sum()
+            grads = torch.autograd.grad(total, params)
+            opt.step(grads, None if all_active else active)
+            loss_sum += loss.detach() * y.shape[1]
+            term_sum += term.detach() * y.shape[1]
+            steps += 1
+        alive = active.cpu().numpy()
+        loss_hist[alive, epoch] = (loss_sum / n).cpu().numpy()[alive]
+        term_hist[alive, epoch] = (term_sum / n).cpu().numpy()[alive]
+        for name, split in eval_sets.items():
+            acc_hist[name][alive, epoch] = accuracy(model, split).cpu().numpy()[alive]
+        if on_epoch is not None:
+            on_epoch(epoch)
+
+    model.requires_grad_(False)
+    return History(loss_hist, term_hist, acc_hist, diverged_at, steps, S * n * epochs,
+                   time.perf_counter() - start, model)
