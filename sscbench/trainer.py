@@ -28,6 +28,7 @@ from sscbench.regularizer import BatchContext, Regularizer
 from sscbench.seeding import STREAM_BATCHES, stream_seed
 from sscbench.spec import TrainSpec
 
+
 @dataclass(frozen=True)
 class Member:
     """One model in a stack: its seed and complete hyperparameters."""
@@ -97,7 +98,7 @@ class _AdamW:
                 p.copy_(torch.where(self._per_member(active, p), new, p))
 
 
-def _epoch_order(seeds: Sequence[int], epoch: int, n: int, device: torch.device) -> torch.Tensor:
+def epoch_order(seeds: Sequence[int], epoch: int, n: int, device: torch.device) -> torch.Tensor:
     """Per-member permutation of the n training samples for one epoch: [S, n]."""
     perms = []
     cache: dict[int, torch.Tensor] = {}
@@ -157,7 +158,7 @@ def train_stack(
     steps = 0
 
     for epoch in range(epochs):
-        order = _epoch_order(seeds, epoch, n, device)
+        order = epoch_order(seeds, epoch, n, device)
         loss_sum = torch.zeros(S, device=device)
         term_sum = torch.zeros(S, device=device)
         for lo in range(0, n, bs):

@@ -1,0 +1,122 @@
+"""The shared trainer: torch.optim.AdamW semantics, stack equivalence, divergence, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sscbench import registry
+from sscbench.data import Split
+from sscbench.spec import TrainSpec
+from sscbench.trainer import Member, epoch_order, train_stack
+
+WIDTHS = [40, 32, 32, 10]
+SPEC = TrainSpec(batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def small(dataset):
+    # 20 steps of 16 in one epoch, the last batch partial (316 = 19 x 16 + 12).
+    return Split(dataset.train.x[:316], dataset.train.y[:316])
+
+
+def reference_ssc(x_grad: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """PROTOCOL.md's SSC term written as plainly as possible, class by class."""
+    spectrum = torch.fft.rfft(x_grad, dim=-1).abs()
+    spectrum = spectrum / (spectrum.norm(dim=-1, keepdim=True) + 1e-8)
+    per_class = [spectrum[labels == c].var(0).mean() for c in labels.unique() if (labels == c).sum() >= 2]
+    return torch.stack(per_class).mean() if per_class else spectrum.sum() * 0
+
+
+def reference_run(split, seed, lr, wd, lambda_ssc, epochs=1):
+    torch.manual_seed(seed)
+    layers = [nn.Linear(a, b) for a, b in zip(WIDTHS[:-1], WIDTHS[1:])]
+    net = nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2])
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
+    for epoch in range(epochs):
+        order = epoch_order([seed], epoch, len(split), torch.device("cpu"))[0]
+        for lo in range(0, len(split), SPEC.batch_size):
+            idx = order[lo:lo + SPEC.batch_size]
+            x = split.x[idx].clone().requires_grad_(True)
+            y = split.y[idx]
+            logits = net(x)
+            loss = F.cross_entropy(logits, y)
+            if lambda_ssc:
+                (g,) = torch.autograd.grad(logits.gather(1, y[:, None]).sum(), x, create_graph=True)
+                loss = loss + lambda_ssc * reference_ssc(g, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return [p.detach() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("plugin,lambda_ssc", [("baseline", 0.0), ("ssc", 0.5)])
+def test_single_member_matches_torch_adamw_after_20_steps(small, plugin, lambda_ssc):
+    params = {"lambda_ssc": lambda_ssc} if plugin == "ssc" else {}
+    member = Member(seed=7, lr=3e-3, weight_decay=1e-2, params=params)
+    hist = train_stack(small, WIDTHS, [member], registry.load(plugin), 1, SPEC)
+    assert hist.steps == 20
+    expected = reference_run(small, 7, 3e-3, 1e-2, lambda_ssc)
+    for ours, theirs in zip(hist.model.member(0), expected, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_member_in_a_stack_follows_its_solo_trajectory(small):
+    ssc = registry.load("ssc")
+    members = [Member(s, lr, 1e-3, {"lambda_ssc": lam})
+               for s, lr, lam in [(0, 1e-3, 0.1), (1, 5e-3, 1.0), (2, 2e-3, 0.0)]]
+    stacked = train_stack(small, WIDTHS, members, ssc, 2, SPEC, {"val": small})
+    for index, member in enumerate(members):
+        alone = train_stack(small, WIDTHS, [member], ssc, 2, SPEC, {"val": small})
+        for a, b in zip(stacked.model.member(index), alone.model.member(0), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stacked.train_loss[index], alone.train_loss[0], rtol=1e-5)
+
+
+def test_diverged_member_stops_and_leaves_the_others_alone(small):
+    ssc = registry.load("ssc")
+    good = [Member(0, 1e-3, 1e-3, {"lambda_ssc": 0.1}), Member(1, 2e-3, 1e-3, {"lambda_ssc": 0.1})]
+    bad = Member(2, 1e10, 1.0, {"lambda_ssc": 0.1})  # decay factor 1 - 1e10 per step: overflows
+    mixed = train_stack(small, WIDTHS, [good[0], bad, good[1]], ssc, 2, SPEC, {"val": small})
+    clean = train_stack(small, WIDTHS, good, ssc, 2, SPEC, {"val": small})
+    assert mixed.diverged_at == [None, 0, None]
+    assert np.isnan(mixed.train_loss[1]).all() and np.isnan(mixed.accuracy["val"][1]).all()
+    for mixed_index, clean_index in [(0, 0), (2, 1)]:
+        np.testing.assert_allclose(mixed.train_loss[mixed_index], clean.train_loss[clean_index], rtol=1e-5)
+        for a, b in zip(mixed.model.member(mixed_index), clean.model.member(clean_index), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # the diverged member stopped updating: one more epoch leaves its parameters as they were
+    shorter = train_stack(small, WIDTHS, [good[0], bad, good[1]], ssc, 1, SPEC)
+    for a, b in zip(mixed.model.member(1), shorter.model.member(1), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+
+
+def test_same_spec_and_seeds_give_identical_numbers(small):
+    ssc = registry.load("ssc")
+    members = [Member(s, 2e-3, 1e-3, {"lambda_ssc": 0.3}) for s in (0, 1)]
+    a = train_stack(small, WIDTHS, members, ssc, 2, SPEC, {"val": small})
+    b = train_stack(small, WIDTHS, members, ssc, 2, SPEC, {"val": small})
+    assert np.array_equal(a.train_loss, b.train_loss)
+    assert np.array_equal(a.reg_term, b.reg_term)
+    assert np.array_equal(a.accuracy["val"], b.accuracy["val"])
+    for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_records_shapes_and_terms(small):
+    members = [Member(0, 2e-3, 1e-3, {"lambda_ssc": 0.3}), Member(1, 2e-3, 1e-3, {"lambda_ssc": 0.0})]
+    hist = train_stack(small, WIDTHS, members, registry.load("ssc"), 3, SPEC, {"val": small, "test": small})
+    assert hist.train_loss.shape == (2, 3) and set(hist.accuracy) == {"val", "test"}
+    assert (hist.reg_term[0] > 0).all() and (hist.reg_term[1] == 0).all()
+    assert ((hist.accuracy["val"] >= 0) & (hist.accuracy["val"] <= 1)).all()
+
+
+def test_cuda_request_without_cuda_is_an_error(small):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        train_stack(small, WIDTHS, [Member(0, 1e-3, 0.0)], registry.load("baseline"), 1,
+                    TrainSpec(device="cuda"))
