@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+LINT := $(wildcard sscbench plugins tests benchmarks)
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install test lint bench bench-tiny reproduce clean
@@ -14,11 +15,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m ruff check sscbench plugins tests benchmarks
+	$(PY) -m ruff check $(LINT)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check sscbench plugins tests benchmarks
+	$(PY) -m ruff check $(LINT)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -1,0 +1,107 @@
+"""Resolving evaluation arms to complete, validated hyperparameters.
+
+What it is: turns each ``ArmSpec`` into the plugin and the full set of
+hyperparameters (lr, weight_decay and every plugin hyperparameter) it trains
+with, and records where they came from: the spec, the tune results of its
+regularizer, or another arm (``from`` with ``override``).
+What it is not: training. Everything here runs before any training starts, so
+a bad arm is refused with nothing written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from sscbench import registry, results
+from sscbench.regularizer import OPTIMIZER_PARAMS, Regularizer
+from sscbench.spec import ArmSpec
+
+
+class ArmError(ValueError):
+    """An arm whose hyperparameters cannot be resolved."""
+
+
+@dataclass(frozen=True)
+class ResolvedArm:
+    name: str
+    regularizer: str
+    params: dict[str, float]
+    source: str
+    defaults_used: tuple[str, ...]
+
+
+def complete_params(plugin: Regularizer, values: Mapping[str, float], where: str) -> tuple[dict[str, float], tuple[str, ...]]:
+    """lr and weight_decay (required) plus the plugin's hyperparameters, defaults filling gaps."""
+    allowed = set(OPTIMIZER_PARAMS) | set(plugin.param_names())
+    if unknown := sorted(set(values) - allowed):
+        raise ArmError(f"{where}: regularizer '{plugin.name}' has no hyperparameter "
+                       f"{', '.join(map(repr, unknown))} (it has: {', '.join(sorted(allowed))})")
+    if missing := [k for k in OPTIMIZER_PARAMS if k not in values]:
+        raise ArmError(f"{where}: missing {', '.join(missing)}")
+    for key in OPTIMIZER_PARAMS:
+        if not values[key] >= 0 or (key == "lr" and values[key] == 0):
+            raise ArmError(f"{where}: {key} must be {'> 0' if key == 'lr' else '>= 0'}, got {values[key]}")
+    own = {k: v for k, v in values.items() if k in plugin.param_names()}
+    try:
+        validated = plugin.Params.model_validate(own).model_dump()
+    except ValidationError as err:
+        msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ArmError(f"{where}: {msg}") from None
+    defaults_used = tuple(k for k in plugin.param_names() if k not in values)
+    full = {k: float(values[k]) for k in OPTIMIZER_PARAMS} | {k: float(v) for k, v in validated.items()}
+    return full, defaults_used
+
+
+def tune_path(out: Path, regularizer: str) -> Path:
+    return out / f"tune-{regularizer}.json"
+
+
+def _from_tuning(arm: ArmSpec, out: Path) -> tuple[dict[str, float], str]:
+    path = tune_path(out, arm.regularizer)
+    if not path.exists():
+        raise ArmError(
+            f"arm '{arm.name}' has no hyperparameters: no tune results at {path}. "
+            f"Run `sscbench tune {arm.regularizer}` first (with --out {out} if that is not the default), "
+            f"or give the arm's params in a spec file"
+        )
+    tuned = results.load(path, results.TuneResult)
+    best = tuned.best
+    return dict(best.params), f"tuned: {path} (study {tuned.best_study}, trial {best.number}, value {best.value:.4f})"
+
+
+def resolve(arms: list[ArmSpec], out: Path) -> list[ResolvedArm]:
+    """Every arm resolved in the given order; ``from`` may refer to any arm of the list."""
+    by_name = {a.name: a for a in arms}
+    done: dict[str, ResolvedArm] = {}
+
+    def visit(arm: ArmSpec, chain: tuple[str, ...]) -> ResolvedArm:
+        if arm.name in done:
+            return done[arm.name]
+        if arm.name in chain:
+            raise ArmError(f"arms take hyperparameters from each other in a cycle: {' -> '.join(chain + (arm.name,))}")
+        try:
+            plugin = registry.load(arm.regularizer)
+        except registry.PluginError as exc:
+            raise ArmError(f"arm '{arm.name}': {exc}") from None
+        where = f"arm '{arm.name}'"
+        if arm.from_ is not None:
+            source_arm = visit(by_name[arm.from_], chain + (arm.name,))
+            keep = set(OPTIMIZER_PARAMS) | set(plugin.param_names())
+            values = {k: v for k, v in source_arm.params.items() if k in keep}
+            source = f"from arm '{source_arm.name}'"
+        elif arm.params is not None:
+            values, source = dict(arm.params), "spec"
+        else:
+            values, source = _from_tuning(arm, out)
+        if arm.override:
+            values.update(arm.override)
+            source += " with override " + ", ".join(f"{k}={v:g}" for k, v in arm.override.items())
+        params, defaults_used = complete_params(plugin, values, where)
+        done[arm.name] = ResolvedArm(arm.name, arm.regularizer, params, source, defaults_used)
+        return done[arm.name]
+
+    return [visit(a, ()) for a in arms]

@@ -1,0 +1,235 @@
+"""The ``sscbench`` command line: thin typer wrappers around ``sscbench.workflow``.
+
+What it is: option parsing, spec assembly (defaults < --spec file < options),
+progress bars and rich tables. Every refusal is one clear line on stderr and
+exit code 2, before anything is trained or written.
+What it is not: where anything is computed.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from sscbench import render, results, workflow
+from sscbench.arms import ArmError
+from sscbench.registry import PluginError
+from sscbench.results import EvaluateResult, ResultsError, TuneResult
+from sscbench.spec import RunSpec, SpecError, build_spec
+from sscbench.tuning import TrialDone, TuningError
+
+app = typer.Typer(
+    help="sscbench: tune and evaluate regularizer plugins on mnist1d, with versioned results.\n\n"
+    "Examples:\n\n"
+    "  sscbench plugins\n\n"
+    "  sscbench tune ssc --trials 30\n\n"
+    "  sscbench evaluate --seeds 5\n\n"
+    "  sscbench reproduce        (the whole seed protocol)\n\n"
+    "  sscbench report           (re-render tables and plot from results/)",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError)
+
+SpecOpt = Annotated[Path | None, typer.Option("--spec", help="TOML run spec; options override it.")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder for results files.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="'cpu' (default) or 'cuda[:N]'.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch intra-op threads.")]
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Known refusals become a one-line message and exit code 2 (no traceback)."""
+    try:
+        yield
+    except REFUSALS as exc:
+        errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=True)
+        raise typer.Exit(2) from None
+    except RuntimeError as exc:  # only the device check raises this before training
+        if "CUDA" not in str(exc):
+            raise
+        errors.print(f"[bold red]error:[/bold red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _overrides(**sections: dict[str, Any]) -> dict[str, Any]:
+    return {name: {k: v for k, v in values.items() if v is not None}
+            for name, values in sections.items() if any(v is not None for v in values.values())}
+
+
+def _spec(path: Path | None, **sections: dict[str, Any]) -> RunSpec:
+    return build_spec(path, _overrides(**sections))
+
+
+def _command_line() -> str:
+    return shlex.join(["sscbench", *sys.argv[1:]])
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+@app.command("plugins")
+def plugins_cmd() -> None:
+    """List the discovered regularizer plugins, their hyperparameters and search ranges."""
+    with refusals():
+        console.print(render.plugins_table())
+
+
+def _tune_one(spec: RunSpec, plugin: str, out: Path, storage: str | None, study_name: str | None) -> TuneResult:
+    total = spec.tune.trials * spec.tune.studies
+    with _progress() as bar:
+        task = bar.add_task(f"tune {plugin}", total=total)
+        finished_studies = [0]
+
+        def on_trial(done: TrialDone) -> None:
+            best = "-" if done.best_value is None else f"{100 * done.best_value:.2f}%"
+            if done.completed == done.total:
+                finished_studies[0] += 1
+            bar.update(task, completed=min(total, finished_studies[0] * spec.tune.trials
+                                           + (done.completed if done.completed < done.total else 0)),
+                       description=f"tune {plugin} (best validation {best})")
+
+        result, path = workflow.tune(spec, plugin, out, storage, study_name,
+                                     workflow.Progress(on_trial=on_trial), _command_line())
+    console.print(render.tune_table(result))
+    console.print(f"wrote {path}")
+    return result
+
+
+@app.command("tune")
+def tune_cmd(
+    plugin: Annotated[str, typer.Argument(help="Regularizer plugin to tune (see `sscbench plugins`).")],
+    trials: Annotated[int | None, typer.Option(help="Completed trials per study [30].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per trial [15].")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="TPE sampler seed [0].")] = None,
+    studies: Annotated[int | None, typer.Option(help="Independent studies, seeds seed..seed+K-1 [1].")] = None,
+    round_size: Annotated[int | None, typer.Option(help="Trials trained together as one stack [10].")] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL [sqlite:///OUT/optuna.db].")] = None,
+    study_name: Annotated[str | None, typer.Option(help="Study name [PLUGIN-sSEED-HASH].")] = None,
+    spec_file: SpecOpt = None,
+    out: OutOpt = Path("results"),
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Tune one plugin with Optuna TPE; resumes an existing study up to --trials completed trials.
+
+    Example: sscbench tune ssc --trials 30 --epochs 15 --seed 0
+    """
+    with refusals():
+        spec = _spec(spec_file, tune={"trials": trials, "epochs": epochs, "sampler_seed": seed,
+                                      "studies": studies, "round_size": round_size},
+                     train={"device": device, "threads": threads})
+        _tune_one(spec, plugin, out, storage, study_name)
+
+
+def _arms_override(spec_file: Path | None, arms: str | None) -> list[dict[str, Any]] | None:
+    if arms is None:
+        return None
+    names = [a.strip() for a in arms.split(",") if a.strip()]
+    if not names:
+        raise SpecError("--arms needs at least one arm name")
+    existing = {a.name: a for a in build_spec(spec_file).evaluate.arms}
+    return [existing[n].model_dump(by_alias=True, exclude_none=True) if n in existing
+            else {"name": n, "regularizer": n} for n in names]
+
+
+def _evaluate(spec: RunSpec, out: Path) -> EvaluateResult:
+    groups = len({a.regularizer for a in spec.evaluate.arms})
+    with _progress() as bar:
+        task = bar.add_task("evaluate", total=groups * spec.evaluate.epochs)
+
+        def on_epoch(label: str, epoch: int) -> None:
+            bar.update(task, advance=1, description=f"evaluate {label} × {spec.evaluate.seeds} seeds, "
+                                                    f"epoch {epoch + 1}/{spec.evaluate.epochs}")
+
+        result, json_path, png_path = workflow.evaluate(spec, out, workflow.Progress(on_epoch=on_epoch),
+                                                        _command_line())
+    console.print(render.evaluate_table(result))
+    console.print(f"wrote {json_path} and {png_path}")
+    return result
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    arms: Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names [baseline,ssc].")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Seeds 0..N-1 per arm [5].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs per seed [30].")] = None,
+    spec_file: SpecOpt = None,
+    out: OutOpt = Path("results"),
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Train the arms over seeds with their tuned (or given) hyperparameters; test accuracy per seed.
+
+    Example: sscbench evaluate --seeds 5 --arms baseline,ssc
+    """
+    with refusals():
+        spec = _spec(spec_file, evaluate={"seeds": seeds, "epochs": epochs,
+                                          "arms": _arms_override(spec_file, arms)},
+                     train={"device": device, "threads": threads})
+        _evaluate(spec, out)
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    trials: Annotated[int | None, typer.Option(help="Tuning trials per plugin [30].")] = None,
+    tune_epochs: Annotated[int | None, typer.Option(help="Epochs per tuning trial [15].")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Evaluation seeds [5].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Evaluation epochs [30].")] = None,
+    spec_file: SpecOpt = None,
+    out: OutOpt = Path("results"),
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """The whole seed protocol: tune baseline and ssc, then evaluate both.
+
+    Example: sscbench reproduce
+    """
+    with refusals():
+        spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs},
+                     evaluate={"seeds": seeds, "epochs": epochs}, train={"device": device, "threads": threads})
+        workflow.apply_runtime(spec)
+        for plugin in sorted({a.regularizer for a in spec.evaluate.arms if a.params is None and a.from_ is None}):
+            _tune_one(spec, plugin, out, None, None)
+        _evaluate(spec, out)
+
+
+@app.command("report")
+def report_cmd(out: OutOpt = Path("results")) -> None:
+    """Re-render the tables and the plot from existing results files (no training).
+
+    Example: sscbench report --out results
+    """
+    from sscbench import plot
+
+    with refusals():
+        tune_files = sorted(out.glob("tune-*.json"))
+        evaluate_file = out / "evaluate.json"
+        if not tune_files and not evaluate_file.exists():
+            raise ResultsError(f"no results in {out}: run `sscbench tune PLUGIN` or `sscbench evaluate` first")
+        loaded_tunes = [results.load(p, TuneResult) for p in tune_files]
+        loaded_eval = results.load(evaluate_file, EvaluateResult) if evaluate_file.exists() else None
+        for result in loaded_tunes:
+            console.print(render.tune_table(result))
+        if loaded_eval is not None:
+            console.print(render.evaluate_table(loaded_eval))
+            plot.save_figure(loaded_eval, out / "evaluate.png")
+            console.print(f"wrote {out / 'evaluate.png'}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,191 @@
+"""Versioned results files: schema, provenance, atomic writes, strict loading.
+
+What it is: the pydantic models of everything sscbench writes to JSON
+(``tune-PLUGIN.json``, ``evaluate.json``), the provenance every file carries,
+and the two functions that write (atomically) and read (refusing unknown
+versions and malformed content) them.
+What it is not: the computation of any number in them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sscbench.spec import RunSpec, SearchRange
+
+SCHEMA_VERSION = 1
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Provenance(Record):
+    """Where and how a file was produced."""
+
+    sscbench: str
+    torch: str
+    optuna: str
+    python: str
+    platform: str
+    git_revision: str | None
+    device: str
+    threads: int
+    command: str
+    started: str
+    finished: str
+    wall_seconds: float
+
+
+class TrialRecord(Record):
+    number: int = Field(description="Optuna trial number within its study.")
+    state: str = Field(description="COMPLETE, FAIL, ...")
+    params: dict[str, float] = Field(description="Sampled and fixed hyperparameters.")
+    value: float | None = Field(description="Best validation accuracy over the trial's epochs.")
+    duration_s: float | None = Field(description="Wall time of the round (stack) that trained it.")
+
+
+class StudyRecord(Record):
+    study_name: str
+    storage: str
+    sampler_seed: int
+    trials: list[TrialRecord]
+    best: TrialRecord | None
+
+
+class TuneResult(Record):
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["tune"] = "tune"
+    regularizer: str
+    spec: RunSpec
+    search_space: dict[str, SearchRange]
+    fixed_params: dict[str, float] = Field(description="Plugin hyperparameters held at their defaults.")
+    studies: list[StudyRecord]
+    best: TrialRecord = Field(description="The best completed trial over all studies.")
+    best_study: str
+    provenance: Provenance
+
+
+class Curves(Record):
+    """Per seed (outer list) and epoch (inner list); null once a seed has diverged."""
+
+    train_loss: list[list[float | None]]
+    reg_term: list[list[float | None]]
+    test_accuracy: list[list[float | None]]
+
+
+class ArmResult(Record):
+    name: str
+    regularizer: str
+    params: dict[str, float]
+    params_source: str = Field(description="Where the hyperparameters came from.")
+    defaults_used: list[str] = Field(description="Plugin hyperparameters that took their declared default.")
+    seeds: list[int]
+    test_accuracy: list[float | None] = Field(description="Final-epoch test accuracy per seed.")
+    diverged: list[int] = Field(description="Seeds whose training diverged.")
+    mean: float | None
+    std: float | None = Field(description="Standard deviation over seeds, ddof=0 (as the seed reported).")
+    std_ddof1: float | None = Field(description="Sample standard deviation over seeds, ddof=1.")
+    curves: Curves
+
+
+class EvaluateResult(Record):
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["evaluate"] = "evaluate"
+    spec: RunSpec
+    arms: list[ArmResult]
+    provenance: Provenance
+
+
+class ResultsError(ValueError):
+    """A results file that is missing, of an unknown version, or not of the schema."""
+
+
+R = TypeVar("R", TuneResult, EvaluateResult)
+
+
+def finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def git_revision(cwd: Path | None = None) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=cwd or Path.cwd(), timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def provenance(device: str, started: datetime, command: str) -> Provenance:
+    import optuna
+
+    from sscbench import __version__
+
+    finished = datetime.now(UTC)
+    return Provenance(
+        sscbench=__version__, torch=torch.__version__, optuna=optuna.__version__,
+        python=sys.version.split()[0], platform=platform.platform(), git_revision=git_revision(),
+        device=device, threads=torch.get_num_threads(), command=command,
+        started=started.isoformat(), finished=finished.isoformat(),
+        wall_seconds=(finished - started).total_seconds(),
+    )
+
+
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write via a temporary file in the same folder and rename: never a truncated file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary files
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode() if isinstance(text, str) else text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(result: TuneResult | EvaluateResult, path: Path) -> None:
+    write_atomic(path, result.model_dump_json(indent=2, by_alias=True) + "\n")
+
+
+def load(path: Path, kind: type[R]) -> R:
+    """Read a results file of the given kind; any problem is a ``ResultsError`` naming the file."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"results file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or "schema_version" not in raw:
+        raise ResultsError(f"{path} is not an sscbench results file (no schema_version)")
+    if raw["schema_version"] != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path} has schema_version {raw['schema_version']!r}; this sscbench reads version "
+            f"{SCHEMA_VERSION} only"
+        )
+    expected = kind.model_fields["kind"].default
+    if raw.get("kind") != expected:
+        raise ResultsError(f"{path} holds '{raw.get('kind')}' results, expected '{expected}'")
+    try:
+        return kind.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:5])
+        raise ResultsError(f"{path} does not match the {expected} results schema: {problems}") from None

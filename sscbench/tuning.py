@@ -1,0 +1,147 @@
+"""The tuning stage: Optuna TPE studies whose trials train as stacks.
+
+What it is: PROTOCOL.md's tuning (TPE, log-uniform lr / weight_decay / plugin
+ranges, model seed 0 for every trial, objective = best validation accuracy over
+the trial's epochs) run through Optuna's ask/tell interface, a round of trials
+at a time. TPE's constant liar keeps the trials of one round apart; the round
+trains as one stack. Studies live in an Optuna storage (SQLite by default), so
+an interrupted study resumes: completed trials are kept, trials left running by
+the interruption are marked failed, and the study stops at exactly the
+requested number of completed trials.
+What it is not: the CLI (no printing) or the results file (``sscbench.results``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from sscbench.data import Dataset
+from sscbench.regularizer import Regularizer
+from sscbench.results import StudyRecord, TrialRecord
+from sscbench.spec import RunSpec, SearchRange
+from sscbench.trainer import Member, train_stack
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class TuningError(RuntimeError):
+    """A study that cannot go on (too many failed trials, incompatible storage)."""
+
+
+@dataclass(frozen=True)
+class TrialDone:
+    """Reported after every trial: how many are complete and the best value so far."""
+
+    completed: int
+    total: int
+    best_value: float | None
+
+
+def search_space(spec: RunSpec, plugin: Regularizer) -> dict[str, SearchRange]:
+    """lr and weight_decay from the spec, then the plugin's own ranges."""
+    return {"lr": spec.tune.lr, "weight_decay": spec.tune.weight_decay, **plugin.search_space}
+
+
+def fixed_params(plugin: Regularizer) -> dict[str, float]:
+    """Plugin hyperparameters outside its search space: held at their defaults."""
+    return {k: v for k, v in plugin.defaults().items() if k not in plugin.search_space}
+
+
+def default_study_name(spec: RunSpec, plugin: Regularizer, sampler_seed: int) -> str:
+    """Plugin, sampler seed and a hash of everything that changes what a trial means.
+
+    The trial count is left out on purpose: asking for more trials resumes the same study.
+    """
+    key = "|".join([
+        spec.data.model_dump_json(), spec.model.model_dump_json(),
+        spec.train.model_dump_json(exclude={"device", "threads"}),
+        spec.tune.model_dump_json(include={"epochs", "model_seed", "lr", "weight_decay"}),
+        repr(sorted((k, v.model_dump_json()) for k, v in plugin.search_space.items())),
+        repr(sorted(fixed_params(plugin).items())),
+    ])
+    return f"{plugin.name}-s{sampler_seed}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def _suggest(trial: optuna.Trial, space: dict[str, SearchRange]) -> dict[str, float]:
+    return {k: trial.suggest_float(k, r.low, r.high, log=r.log) for k, r in space.items()}
+
+
+def _record(t: optuna.trial.FrozenTrial) -> TrialRecord:
+    duration = t.duration.total_seconds() if t.duration is not None else None
+    value = t.value if t.state == TrialState.COMPLETE else None
+    params = {k: float(v) for k, v in t.params.items()} | {
+        k: float(v) for k, v in t.user_attrs.get("fixed_params", {}).items()}
+    return TrialRecord(number=t.number, state=t.state.name, params=params, value=value, duration_s=duration)
+
+
+def study_record(study: optuna.Study, storage: str, sampler_seed: int) -> StudyRecord:
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = max(complete, key=lambda t: t.value) if complete else None  # first of equal values
+    return StudyRecord(study_name=study.study_name, storage=storage, sampler_seed=sampler_seed,
+                       trials=[_record(t) for t in trials], best=_record(best) if best else None)
+
+
+def _mark_interrupted(study: optuna.Study) -> int:
+    """Trials left RUNNING by an interrupted run never finished: mark them failed."""
+    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in stale:
+        study.tell(t.number, state=TrialState.FAIL)
+    return len(stale)
+
+
+def run_study(
+    spec: RunSpec,
+    plugin: Regularizer,
+    dataset: Dataset,
+    storage: str,
+    study_name: str,
+    sampler_seed: int,
+    on_trial: Callable[[TrialDone], None] | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> StudyRecord:
+    """Run (or resume) one study until it holds ``spec.tune.trials`` completed trials."""
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
+    study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
+                                direction="maximize", load_if_exists=True)
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise TuningError(f"study '{study_name}' in {storage} is not a maximisation study")
+    _mark_interrupted(study)
+    space, fixed = search_space(spec, plugin), fixed_params(plugin)
+    target, widths = spec.tune.trials, [dataset.train.x.shape[1], *spec.model.hidden, dataset.num_classes]
+
+    def completed() -> list[optuna.trial.FrozenTrial]:
+        return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+    failures_left = target  # a study whose every trial diverges must still end
+    while (done := len(completed())) < target:
+        trials = [study.ask() for _ in range(min(spec.tune.round_size, target - done))]
+        members = []
+        for trial in trials:
+            sampled = _suggest(trial, space)
+            trial.set_user_attr("fixed_params", fixed)
+            trial.set_user_attr("sampler_seed", sampler_seed)
+            members.append(Member(spec.tune.model_seed, sampled["lr"], sampled["weight_decay"],
+                                  {k: v for k, v in (sampled | fixed).items() if k not in ("lr", "weight_decay")}))
+        history = train_stack(dataset.train, widths, members, plugin, spec.tune.epochs, spec.train,
+                              {"validation": dataset.validation}, on_epoch)
+        for trial, curve in zip(trials, history.accuracy["validation"], strict=True):
+            value = float(np.nanmax(curve)) if not np.isnan(curve).all() else math.nan
+            if math.isfinite(value):
+                study.tell(trial, value)
+            else:
+                study.tell(trial, state=TrialState.FAIL)
+                failures_left -= 1
+            if on_trial is not None:
+                best = completed()
+                on_trial(TrialDone(len(best), target, max((t.value for t in best), default=None)))
+        if failures_left <= 0:
+            raise TuningError(f"study '{study_name}': {target} trials failed (diverged); giving up")
+    return study_record(study, storage, sampler_seed)

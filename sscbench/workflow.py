@@ -1,0 +1,97 @@
+"""The stages as the CLI runs them: spec in, results files out.
+
+What it is: ``tune`` and ``evaluate`` wired end to end (load data, resolve
+plugins and arms, train, summarise, write the versioned JSON and the plot),
+with progress reported through callbacks.
+What it is not: the terminal interface; nothing here prints.
+
+Everything that can be refused (spec, plugin, arm hyperparameters, an unusable
+device) is checked before training starts, so a refused run writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+from sscbench import arms as arms_mod
+from sscbench import data, evaluation, plot, registry, results, tuning
+from sscbench.results import EvaluateResult, TuneResult
+from sscbench.spec import RunSpec
+from sscbench.trainer import resolve_device
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Callbacks a front end may pass; all optional."""
+
+    on_trial: Callable[[tuning.TrialDone], None] | None = None
+    on_epoch: Callable[[str, int], None] | None = None
+
+
+def apply_runtime(spec: RunSpec) -> None:
+    """Check the device and set the thread count before any work starts."""
+    resolve_device(spec.train.device)
+    if spec.train.threads is not None:
+        torch.set_num_threads(spec.train.threads)
+
+
+def default_storage(out: Path) -> str:
+    return f"sqlite:///{(out / 'optuna.db').resolve()}"
+
+
+def tune(
+    spec: RunSpec,
+    regularizer: str,
+    out: Path,
+    storage: str | None = None,
+    study_name: str | None = None,
+    progress: Progress = Progress(),
+    command: str = "tune",
+) -> tuple[TuneResult, Path]:
+    """Run or resume ``spec.tune.studies`` studies of one plugin; writes ``out/tune-PLUGIN.json``."""
+    started = datetime.now(UTC)
+    plugin = registry.load(regularizer)
+    apply_runtime(spec)
+    dataset = data.load(spec.data)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = storage or default_storage(out)
+    studies = []
+    for k in range(spec.tune.studies):
+        seed = spec.tune.sampler_seed + k
+        name = study_name or tuning.default_study_name(spec, plugin, seed)
+        if study_name and spec.tune.studies > 1:
+            name = f"{study_name}-{k}"
+        on_epoch = (lambda e, n=name: progress.on_epoch(n, e)) if progress.on_epoch else None
+        studies.append(tuning.run_study(spec, plugin, dataset, storage, name, seed, progress.on_trial, on_epoch))
+    best_study = max((s for s in studies if s.best), key=lambda s: s.best.value)
+    result = TuneResult(
+        regularizer=regularizer, spec=spec, search_space=tuning.search_space(spec, plugin),
+        fixed_params=tuning.fixed_params(plugin), studies=studies, best=best_study.best,
+        best_study=best_study.study_name,
+        provenance=results.provenance(spec.train.device, started, command),
+    )
+    path = arms_mod.tune_path(out, regularizer)
+    results.save(result, path)
+    return result, path
+
+
+def evaluate(
+    spec: RunSpec, out: Path, progress: Progress = Progress(), command: str = "evaluate"
+) -> tuple[EvaluateResult, Path, Path]:
+    """Evaluate every arm of the spec; writes ``out/evaluate.json`` and ``out/evaluate.png``."""
+    started = datetime.now(UTC)
+    resolved = arms_mod.resolve(spec.evaluate.arms, out)
+    apply_runtime(spec)
+    dataset = data.load(spec.data)
+    arm_results = evaluation.run_evaluation(spec, resolved, dataset, progress.on_epoch)
+    result = EvaluateResult(spec=spec, arms=arm_results,
+                            provenance=results.provenance(spec.train.device, started, command))
+    json_path, png_path = out / "evaluate.json", out / "evaluate.png"
+    results.save(result, json_path)
+    plot.save_figure(result, png_path)
+    return result, json_path, png_path
