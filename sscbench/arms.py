@@ -34,7 +34,9 @@ class ResolvedArm:
     defaults_used: tuple[str, ...]
 
 
-def complete_params(plugin: Regularizer, values: Mapping[str, float], where: str) -> tuple[dict[str, float], tuple[str, ...]]:
+def complete_params(
+    plugin: Regularizer, values: Mapping[str, float], where: str
+) -> tuple[dict[str, float], tuple[str, ...]]:
     """lr and weight_decay (required) plus the plugin's hyperparameters, defaults filling gaps."""
     allowed = set(OPTIMIZER_PARAMS) | set(plugin.param_names())
     if unknown := sorted(set(values) - allowed):

@@ -1,0 +1,257 @@
+"""The CLI end to end at tiny sizes: every command, resume, report, and every refusal."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from typer.testing import CliRunner
+
+from sscbench import results, tuning
+from sscbench.cli import app
+from sscbench.results import EvaluateResult, TuneResult
+
+runner = CliRunner()
+
+SEED_SPEC = """
+[evaluate]
+seeds = 5
+epochs = 30
+
+[[evaluate.arms]]
+name = "baseline"
+regularizer = "baseline"
+params = { lr = 9.53e-3, weight_decay = 1.62e-4 }
+
+[[evaluate.arms]]
+name = "ssc"
+regularizer = "ssc"
+params = { lr = 6.28e-3, weight_decay = 1.65e-2, lambda_ssc = 1.73e-3 }
+"""
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def ok(*args: str):
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_help_shows_examples():
+    out = ok("--help").output
+    assert "sscbench tune ssc" in out and "sscbench reproduce" in out
+    for command in ("tune", "evaluate", "reproduce", "report", "plugins"):
+        assert "Example" in ok(command, "--help").output or command == "plugins"
+
+
+def test_plugins_lists_builtins():
+    out = ok("plugins").output
+    assert "baseline" in out and "ssc" in out and "lambda_ssc" in out and "sscbench" in out
+
+
+def test_tune_writes_results_with_every_trial(tmp_path):
+    ok("tune", "ssc", "--trials", 3, "--epochs", 1, "--round-size", 2, "--out", tmp_path)
+    result = results.load(tmp_path / "tune-ssc.json", TuneResult)
+    study = result.studies[0]
+    assert [t.state for t in study.trials] == ["COMPLETE"] * 3
+    assert result.best.value == max(t.value for t in study.trials)
+    assert set(result.best.params) == {"lr", "weight_decay", "lambda_ssc"}
+    assert set(result.search_space) == {"lr", "weight_decay", "lambda_ssc"}
+    assert result.spec.tune.trials == 3 and result.spec.tune.epochs == 1
+    assert result.provenance.torch and result.provenance.wall_seconds > 0
+    assert (tmp_path / "optuna.db").exists()
+
+
+def test_tune_resumes_to_the_exact_total(tmp_path):
+    ok("tune", "baseline", "--trials", 2, "--epochs", 1, "--out", tmp_path)
+    ok("tune", "baseline", "--trials", 5, "--epochs", 1, "--round-size", 2, "--out", tmp_path)
+    trials = results.load(tmp_path / "tune-baseline.json", TuneResult).studies[0].trials
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    assert all(t.state == "COMPLETE" for t in trials)
+
+
+def test_an_interrupted_study_resumes_without_losing_or_repeating_trials(tmp_path, monkeypatch):
+    real = tuning.train_stack
+    calls = {"n": 0}
+
+    def crash_on_second_round(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C mid-round
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "train_stack", crash_on_second_round)
+    interrupted = invoke("tune", "baseline", "--trials", 4, "--epochs", 1, "--round-size", 2, "--out", tmp_path)
+    assert interrupted.exit_code != 0
+    storage = f"sqlite:///{(tmp_path / 'optuna.db').resolve()}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    before = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+    first_two = [(t.number, t.params) for t in before if t.state.name == "COMPLETE"]
+    assert len(first_two) == 2 and sum(t.state.name == "RUNNING" for t in before) == 2
+
+    monkeypatch.setattr(tuning, "train_stack", real)
+    ok("tune", "baseline", "--trials", 4, "--epochs", 1, "--round-size", 2, "--out", tmp_path)
+    trials = results.load(tmp_path / "tune-baseline.json", TuneResult).studies[0].trials
+    complete = [(t.number, t.params) for t in trials if t.state == "COMPLETE"]
+    assert len(complete) == 4 and complete[:2] == first_two
+    assert [t.state for t in trials if t.number in (2, 3)] == ["FAIL", "FAIL"]
+
+
+def test_evaluate_with_the_seed_spec_file(tmp_path):
+    spec = write(tmp_path, SEED_SPEC)
+    out = tmp_path / "out"
+    res = ok("evaluate", "--spec", spec, "--seeds", 2, "--epochs", 1, "--out", out)
+    assert "baseline" in res.output and "±" in res.output
+    result = results.load(out / "evaluate.json", EvaluateResult)
+    assert (out / "evaluate.png").stat().st_size > 1000
+    base, ssc = result.arms
+    assert base.params == {"lr": 9.53e-3, "weight_decay": 1.62e-4}
+    assert ssc.params["lambda_ssc"] == 1.73e-3 and ssc.params_source == "spec" and ssc.defaults_used == []
+    for arm in result.arms:
+        acc = np.array(arm.test_accuracy)
+        assert arm.seeds == [0, 1] and len(arm.curves.test_accuracy[0]) == 1
+        assert arm.mean == pytest.approx(acc.mean()) and arm.std == pytest.approx(acc.std(ddof=0))
+        assert arm.std_ddof1 == pytest.approx(acc.std(ddof=1))
+        assert arm.curves.test_accuracy[0][-1] == arm.test_accuracy[0]
+    assert result.spec.evaluate.seeds == 2  # the option overrode the file
+
+
+def test_params_may_omit_the_plugin_hyperparameters(tmp_path):
+    spec = write(tmp_path, '[[evaluate.arms]]\nname = "ssc"\nregularizer = "ssc"\n'
+                           'params = { lr = 1e-3, weight_decay = 1e-4 }\n')
+    ok("evaluate", "--spec", spec, "--seeds", 1, "--epochs", 1, "--out", tmp_path)
+    (arm,) = results.load(tmp_path / "evaluate.json", EvaluateResult).arms
+    assert arm.defaults_used == ["lambda_ssc"] and arm.params["lambda_ssc"] == 1e-3
+
+
+def test_evaluate_reads_tuned_hyperparameters(tmp_path):
+    ok("tune", "baseline", "--trials", 2, "--epochs", 1, "--out", tmp_path)
+    ok("evaluate", "--arms", "baseline", "--seeds", 2, "--epochs", 1, "--out", tmp_path)
+    tuned = results.load(tmp_path / "tune-baseline.json", TuneResult)
+    (arm,) = results.load(tmp_path / "evaluate.json", EvaluateResult).arms
+    assert arm.params == tuned.best.params and arm.params_source.startswith("tuned:")
+
+
+def test_reproduce_runs_the_whole_protocol_at_a_tiny_size(tmp_path):
+    ok("reproduce", "--trials", 2, "--tune-epochs", 1, "--seeds", 2, "--epochs", 1, "--out", tmp_path)
+    for name in ("tune-baseline.json", "tune-ssc.json", "evaluate.json", "evaluate.png"):
+        assert (tmp_path / name).exists()
+    result = results.load(tmp_path / "evaluate.json", EvaluateResult)
+    assert [a.name for a in result.arms] == ["baseline", "ssc"]
+
+
+def test_report_rerenders_from_saved_files(tmp_path):
+    spec = write(tmp_path, SEED_SPEC)
+    ok("evaluate", "--spec", spec, "--seeds", 2, "--epochs", 1, "--out", tmp_path)
+    (tmp_path / "evaluate.png").unlink()
+    before = (tmp_path / "evaluate.json").read_text()
+    out = ok("report", "--out", tmp_path).output
+    assert "baseline" in out and "ssc" in out and (tmp_path / "evaluate.png").exists()
+    assert (tmp_path / "evaluate.json").read_text() == before
+
+
+# -- refusals: exit code 2, a message naming the problem, no traceback, nothing written ---------
+
+REFUSED_SPECS = {
+    "unknown key": ("[evaluate]\nseedz = 3\n", "evaluate.seedz"),
+    "wrong type": ("[evaluate]\nseeds = 'five'\n", "evaluate.seeds"),
+    "negative epochs": ("[evaluate]\nepochs = -1\n", "evaluate.epochs"),
+    "no arms": ("[evaluate]\narms = []\n", "at least one arm"),
+    "range low >= high": ("[tune.lr]\nlow = 1e-2\nhigh = 1e-4\n", "tune.lr"),
+    "unknown hyperparameter": ('[[evaluate.arms]]\nname = "b"\nregularizer = "baseline"\n'
+                               'params = { lr = 1e-3, weight_decay = 0.0, lambda_ssc = 1.0 }\n', "lambda_ssc"),
+    "unknown plugin": ('[[evaluate.arms]]\nname = "x"\nregularizer = "scc"\n', "Did you mean 'ssc'"),
+    "malformed TOML": ("[evaluate\nseeds = 3\n", "malformed TOML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_SPECS))
+def test_bad_specs_are_refused_before_training(tmp_path, case):
+    text, expected = REFUSED_SPECS[case]
+    spec = write(tmp_path, text)
+    out = tmp_path / "out"
+    res = invoke("evaluate", "--spec", spec, "--out", out)
+    assert res.exit_code == 2, res.output
+    assert expected in res.output
+    assert "Traceback" not in res.output
+    if case not in ("unknown hyperparameter", "unknown plugin"):
+        assert str(spec) in res.output  # the message names the file
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_missing_spec_file_is_refused(tmp_path):
+    res = invoke("tune", "ssc", "--spec", tmp_path / "nope.toml", "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "spec file not found" in res.output and not (tmp_path / "out").exists()
+
+
+def test_option_values_are_validated_too(tmp_path):
+    res = invoke("tune", "ssc", "--trials", 0, "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "tune.trials" in res.output and not (tmp_path / "out").exists()
+
+
+def test_unknown_plugin_for_tune_is_refused(tmp_path):
+    res = invoke("tune", "scc", "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "Did you mean 'ssc'" in res.output and "baseline" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_without_tune_results_names_the_command_to_run(tmp_path):
+    res = invoke("evaluate", "--seeds", 1, "--epochs", 1, "--out", tmp_path)
+    assert res.exit_code == 2 and "sscbench tune baseline" in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cuda_without_cuda_is_refused(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    res = invoke("tune", "ssc", "--device", "cuda", "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "CUDA is not available" in res.output
+
+
+def test_report_with_nothing_to_report(tmp_path):
+    res = invoke("report", "--out", tmp_path)
+    assert res.exit_code == 2 and "no results" in res.output
+
+
+def test_results_of_unknown_version_or_schema_are_refused(tmp_path):
+    spec = write(tmp_path, SEED_SPEC)
+    ok("evaluate", "--spec", spec, "--seeds", 1, "--epochs", 1, "--out", tmp_path)
+    path = tmp_path / "evaluate.json"
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps(raw | {"schema_version": 99}))
+    res = invoke("report", "--out", tmp_path)
+    assert res.exit_code == 2 and "schema_version 99" in res.output
+    path.write_text(json.dumps(raw | {"arms": "not a list"}))
+    res = invoke("report", "--out", tmp_path)
+    assert res.exit_code == 2 and "does not match" in res.output
+    path.write_text(json.dumps(raw)[:100])  # a truncated file
+    res = invoke("report", "--out", tmp_path)
+    assert res.exit_code == 2 and "not valid JSON" in res.output
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "x.json"
+    target.write_text("old")
+
+    def boom(*_args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(results.os, "fsync", boom)
+    with pytest.raises(OSError):
+        results.write_atomic(target, "new content")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["x.json"]
