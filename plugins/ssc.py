@@ -7,7 +7,8 @@ For the input gradient of the target logit g_i = d z_{y_i} / d x_i:
 
 with the unbiased variance (divided by n_c - 1, as ``torch.var``); classes with
 fewer than two samples in the batch are skipped and SSC is 0 when none is kept.
-The loss term is lambda_ssc * SSC (PROTOCOL.md, "The SSC term").
+The loss term is lambda_ssc * SSC (PROTOCOL.md, "The SSC term"). Source: the
+seed experiment (``shared/seed.md``).
 """
 
 from __future__ import annotations
@@ -15,48 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from sscbench.regularizer import BatchContext, Regularizer
+from sscbench.saliency import spectral_consistency
 from sscbench.spec import SearchRange
-
-NORM_EPS = 1e-8  # added to the spectrum's L2 norm, as the seed did
-
-
-def normalized_spectrum(saliency: torch.Tensor) -> torch.Tensor:
-    """|rfft(g)| / (|| |rfft(g)| ||_2 + 1e-8) along the last axis: [..., D] -> [..., D//2+1].
-
-    The norm is taken as s * ||P / s|| with a constant s = max(1, max P), the
-    same value and gradient, but squares of huge maps cannot overflow.
-    """
-    spectrum = torch.fft.rfft(saliency, dim=-1).abs()
-    scale = spectrum.detach().amax(-1, keepdim=True).clamp_min(1.0)
-    norm = scale * torch.linalg.vector_norm(spectrum / scale, dim=-1, keepdim=True)
-    return spectrum / (norm + NORM_EPS)
-
-
-def classwise_variance(values: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
-    """Mean over kept classes of the per-feature unbiased variance within each class.
-
-    values [..., B, F], labels [..., B] (class indices >= 0) -> [...]. A class is
-    kept when it has at least two samples; the result is 0 when none is kept.
-    """
-    if num_classes is None:
-        num_classes = int(labels.max()) + 1 if labels.numel() else 1
-    onehot = F.one_hot(labels, num_classes).to(values.dtype)  # [..., B, C]
-    counts = onehot.sum(-2)  # [..., C]
-    members_t = onehot.transpose(-1, -2)  # [..., C, B]
-    mean = (members_t @ values) / counts.clamp_min(1).unsqueeze(-1)  # [..., C, F]
-    centered = values - onehot @ mean  # two-pass variance: no cancellation
-    var = (members_t @ centered.square()) / (counts - 1).clamp_min(1).unsqueeze(-1)
-    kept = (counts >= 2).to(values.dtype)
-    return (var.mean(-1) * kept).sum(-1) / kept.sum(-1).clamp_min(1)
 
 
 def ssc_penalty(saliency: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
     """The unweighted SSC term: saliency [..., B, D] float, labels [..., B] int64 -> [...]."""
-    return classwise_variance(normalized_spectrum(saliency), labels, num_classes)
+    return spectral_consistency(saliency, labels, num_classes)
 
 
 class SSCParams(BaseModel):

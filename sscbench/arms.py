@@ -32,6 +32,8 @@ class ResolvedArm:
     params: dict[str, float]
     source: str
     defaults_used: tuple[str, ...]
+    #: (study name, best params) of every tuning study when tuned with --studies K > 1
+    studies: tuple[tuple[str, dict[str, float]], ...] = ()
 
 
 def complete_params(
@@ -58,11 +60,30 @@ def complete_params(
     return full, defaults_used
 
 
+ABLATION_SUFFIX = "-off"
+
+
+def with_ablations(arms: list[ArmSpec]) -> list[ArmSpec]:
+    """Add, for every regularized arm R, the arm "R's lr and weight decay, no regularizer".
+
+    The ablation arm is the ``baseline`` plugin taking lr and weight_decay from R
+    (``from = R``), named ``R-off``, so that the penalty's effect is separated
+    from that of R's different optimizer settings.
+    """
+    names = {a.name for a in arms}
+    extra = [
+        ArmSpec(name=f"{a.name}{ABLATION_SUFFIX}", regularizer="baseline", **{"from": a.name})
+        for a in arms
+        if a.regularizer != "baseline" and f"{a.name}{ABLATION_SUFFIX}" not in names
+    ]
+    return [*arms, *extra]
+
+
 def tune_path(out: Path, regularizer: str) -> Path:
     return out / f"tune-{regularizer}.json"
 
 
-def _from_tuning(arm: ArmSpec, out: Path) -> tuple[dict[str, float], str]:
+def _from_tuning(arm: ArmSpec, out: Path) -> tuple[dict[str, float], str, tuple[tuple[str, dict[str, float]], ...]]:
     path = tune_path(out, arm.regularizer)
     if not path.exists():
         raise ArmError(
@@ -72,7 +93,9 @@ def _from_tuning(arm: ArmSpec, out: Path) -> tuple[dict[str, float], str]:
         )
     tuned = results.load(path, results.TuneResult)
     best = tuned.best
-    return dict(best.params), f"tuned: {path} (study {tuned.best_study}, trial {best.number}, value {best.value:.4f})"
+    studies = tuple((s.study_name, dict(s.best.params)) for s in tuned.studies if s.best is not None)
+    source = f"tuned: {path} (study {tuned.best_study}, trial {best.number}, value {best.value:.4f})"
+    return dict(best.params), source, studies if len(studies) > 1 else ()
 
 
 def resolve(arms: list[ArmSpec], out: Path) -> list[ResolvedArm]:
@@ -90,6 +113,7 @@ def resolve(arms: list[ArmSpec], out: Path) -> list[ResolvedArm]:
         except registry.PluginError as exc:
             raise ArmError(f"arm '{arm.name}': {exc}") from None
         where = f"arm '{arm.name}'"
+        studies: tuple[tuple[str, dict[str, float]], ...] = ()
         if arm.from_ is not None:
             source_arm = visit(by_name[arm.from_], chain + (arm.name,))
             keep = set(OPTIMIZER_PARAMS) | set(plugin.param_names())
@@ -98,12 +122,15 @@ def resolve(arms: list[ArmSpec], out: Path) -> list[ResolvedArm]:
         elif arm.params is not None:
             values, source = dict(arm.params), "spec"
         else:
-            values, source = _from_tuning(arm, out)
+            values, source, studies = _from_tuning(arm, out)
         if arm.override:
             values.update(arm.override)
             source += " with override " + ", ".join(f"{k}={v:g}" for k, v in arm.override.items())
         params, defaults_used = complete_params(plugin, values, where)
-        done[arm.name] = ResolvedArm(arm.name, arm.regularizer, params, source, defaults_used)
+        if arm.override:  # the other studies' picks get the same override, so the spread stays comparable
+            studies = tuple((name, p | arm.override) for name, p in studies)
+        studies = tuple((name, complete_params(plugin, p, f"{where}, study {name}")[0]) for name, p in studies)
+        done[arm.name] = ResolvedArm(arm.name, arm.regularizer, params, source, defaults_used, studies)
         return done[arm.name]
 
     return [visit(a, ()) for a in arms]

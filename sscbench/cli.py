@@ -148,7 +148,7 @@ def _arms_override(spec_file: Path | None, arms: str | None) -> list[dict[str, A
 
 
 def _evaluate(spec: RunSpec, out: Path) -> EvaluateResult:
-    groups = len({a.regularizer for a in spec.evaluate.arms})
+    groups = len({a.regularizer for a in workflow.expand_ablations(spec).evaluate.arms})
     with _progress() as bar:
         task = bar.add_task("evaluate", total=groups * spec.evaluate.epochs)
 
@@ -158,9 +158,16 @@ def _evaluate(spec: RunSpec, out: Path) -> EvaluateResult:
 
         result, json_path, png_path = workflow.evaluate(spec, out, workflow.Progress(on_epoch=on_epoch),
                                                         _command_line())
-    console.print(render.evaluate_table(result))
+    _print_evaluation(result)
     console.print(f"wrote {json_path} and {png_path}")
     return result
+
+
+def _print_evaluation(result: EvaluateResult) -> None:
+    console.print(render.evaluate_table(result))
+    if result.comparisons:
+        console.print(render.comparison_table(result))
+    console.print(render.diagnostics_table(result))
 
 
 @app.command("evaluate")
@@ -168,6 +175,10 @@ def evaluate_cmd(
     arms: Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names [baseline,ssc].")] = None,
     seeds: Annotated[int | None, typer.Option(help="Seeds 0..N-1 per arm [5].")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs per seed [30].")] = None,
+    reference: Annotated[str | None, typer.Option(help="Arm the others are compared with [baseline].")] = None,
+    ablations: Annotated[bool | None, typer.Option(
+        "--ablations/--no-ablations",
+        help="Add R-off for every regularized arm R: R's lr and weight decay, no regularizer.")] = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
@@ -178,8 +189,8 @@ def evaluate_cmd(
     Example: sscbench evaluate --seeds 5 --arms baseline,ssc
     """
     with refusals():
-        spec = _spec(spec_file, evaluate={"seeds": seeds, "epochs": epochs,
-                                          "arms": _arms_override(spec_file, arms)},
+        spec = _spec(spec_file, evaluate={"seeds": seeds, "epochs": epochs, "reference": reference,
+                                          "ablations": ablations, "arms": _arms_override(spec_file, arms)},
                      train={"device": device, "threads": threads})
         _evaluate(spec, out)
 
@@ -190,6 +201,9 @@ def reproduce_cmd(
     tune_epochs: Annotated[int | None, typer.Option(help="Epochs per tuning trial [15].")] = None,
     seeds: Annotated[int | None, typer.Option(help="Evaluation seeds [5].")] = None,
     epochs: Annotated[int | None, typer.Option(help="Evaluation epochs [30].")] = None,
+    ablations: Annotated[bool | None, typer.Option(
+        "--ablations/--no-ablations", help="Add the R-off ablation arms to the evaluation.")] = None,
+    studies: Annotated[int | None, typer.Option(help="Tuning studies per plugin [1].")] = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
@@ -200,8 +214,9 @@ def reproduce_cmd(
     Example: sscbench reproduce
     """
     with refusals():
-        spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs},
-                     evaluate={"seeds": seeds, "epochs": epochs}, train={"device": device, "threads": threads})
+        spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs, "studies": studies},
+                     evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations},
+                     train={"device": device, "threads": threads})
         workflow.apply_runtime(spec)
         for plugin in sorted({a.regularizer for a in spec.evaluate.arms if a.params is None and a.from_ is None}):
             _tune_one(spec, plugin, out, None, None)
@@ -226,7 +241,7 @@ def report_cmd(out: OutOpt = Path("results")) -> None:
         for result in loaded_tunes:
             console.print(render.tune_table(result))
         if loaded_eval is not None:
-            console.print(render.evaluate_table(loaded_eval))
+            _print_evaluation(loaded_eval)
             plot.save_figure(loaded_eval, out / "evaluate.png")
             console.print(f"wrote {out / 'evaluate.png'}")
 

@@ -1,10 +1,12 @@
-"""The evaluation stage: every arm over paired seeds, on the test set.
+"""The evaluation stage: every arm over paired seeds, on the test set, with diagnostics.
 
 What it is: trains each arm's seeds 0..N-1 for the spec's epochs (arms that
-share a regularizer train together as one stack) and summarises the final
-test accuracy per arm: the per-seed values, their mean, and the standard
-deviation with ddof 0 (what the seed reported) and ddof 1.
-What it is not: tuning, statistics between arms (``sscbench.stats``) or output.
+share a regularizer train together as one stack, along with the other tuning
+studies' picks when there are several) and summarises per arm: per-seed final
+test accuracy, mean, std (ddof 0 as the seed reported, and ddof 1), a bootstrap
+CI, the mechanism diagnostics, and the spread across tuning studies.
+What it is not: the statistics between arms (``sscbench.stats``, called by the
+workflow) or any output.
 
 Seed s gives every arm the same initial weights and batch order, so the arms'
 results are paired by seed.
@@ -13,37 +15,132 @@ results are paired by seed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import groupby
 
 import numpy as np
+import torch
 
-from sscbench import registry
+from sscbench import diagnostics, registry, stats
 from sscbench.arms import ResolvedArm
-from sscbench.data import Dataset
-from sscbench.results import ArmResult, Curves, finite_or_none
+from sscbench.data import Dataset, Split
+from sscbench.results import ArmResult, Curves, Diagnostics, StudyConfig, TuningSpread, finite_or_none
 from sscbench.spec import RunSpec
-from sscbench.trainer import History, Member, train_stack
+from sscbench.model import StackedMLP
+from sscbench.trainer import History, Member, member_hyperparameters, train_stack
+
+
+def _list(a: np.ndarray) -> list[float | None]:
+    return [finite_or_none(float(v)) for v in a]
 
 
 def _rows(a: np.ndarray) -> list[list[float | None]]:
-    return [[finite_or_none(v) for v in row] for row in a]
+    return [_list(row) for row in a]
 
 
-def summarise(arm: ResolvedArm, seeds: list[int], history: History, rows: slice) -> ArmResult:
-    acc = history.accuracy["test"][rows]
+def _nanmean(a: np.ndarray, axis: int = 0) -> np.ndarray:
+    a = np.asarray(a, dtype=float)
+    with np.errstate(all="ignore"):
+        count = np.isfinite(a).sum(axis)
+        total = np.where(np.isfinite(a), a, 0.0).sum(axis)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+@dataclass
+class _Measured:
+    """Everything measured for one stack, indexed by member."""
+
+    history: History
+    grad_ratio: np.ndarray  # [S, epochs]
+    consistency: np.ndarray  # [S]
+    spectra: np.ndarray  # [S, C, F]
+    shift_acc: np.ndarray  # [S, K]
+
+
+def _measure(spec: RunSpec, members: list[Member], regularizer: str, dataset: Dataset,
+             on_epoch: Callable[[int], None] | None) -> _Measured:
+    plugin = registry.load(regularizer)
+    device = torch.device(spec.train.device)
+    widths = [dataset.train.x.shape[1], *spec.model.hidden, dataset.num_classes]
+    hp = member_hyperparameters(members, plugin, device)
+    probe = Split(dataset.train.x[: spec.train.batch_size], dataset.train.y[: spec.train.batch_size]).to(device)
+    seeds = [m.seed for m in members]
+    ratios = np.full((len(members), spec.evaluate.epochs), np.nan)
+
+    def hook(epoch: int, model: StackedMLP) -> None:
+        ratios[:, epoch] = diagnostics.gradient_norm_ratio(model, plugin, hp, probe, seeds).numpy()
+        if on_epoch is not None:
+            on_epoch(epoch)
+
+    history = train_stack(dataset.train, widths, members, plugin, spec.evaluate.epochs, spec.train,
+                          {"test": dataset.test}, hook)
+    test = dataset.test.to(device)
+    sal = diagnostics.saliency(history.model, test)
+    return _Measured(
+        history=history, grad_ratio=ratios,
+        consistency=diagnostics.consistency(sal, test.y, dataset.num_classes).cpu().numpy(),
+        spectra=diagnostics.spectrum_by_class(sal, test.y, dataset.num_classes).cpu().numpy(),
+        shift_acc=diagnostics.shift_accuracy(history.model, test).cpu().numpy(),
+    )
+
+
+def _diagnostics(m: _Measured, rows: slice) -> Diagnostics:
+    h = m.history
+    alive = np.array([e is None for e in h.diverged_at[rows]])
+    with np.errstate(all="ignore"):
+        share = h.reg_term[rows] / h.train_loss[rows]
+    consistency = np.where(alive, m.consistency[rows], np.nan)
+    shift = np.where(alive[:, None], m.shift_acc[rows], np.nan)
+    spectra = m.spectra[rows][alive] if alive.any() else np.full_like(m.spectra[rows][:1], np.nan)
+    return Diagnostics(
+        reg_share=_list(_nanmean(share)), grad_norm_ratio=_list(_nanmean(m.grad_ratio[rows])),
+        spectral_consistency=finite_or_none(float(_nanmean(consistency))),
+        spectral_consistency_per_seed=_list(consistency),
+        spectrum_by_class=[[float(v) for v in row] for row in np.nan_to_num(spectra.mean(0))],
+        shifts=list(diagnostics.SHIFTS), shift_accuracy=_list(_nanmean(shift)),
+        shift_accuracy_per_seed=_rows(shift),
+    )
+
+
+def _final(m: _Measured, rows: slice) -> np.ndarray:
+    return m.history.accuracy["test"][rows][:, -1]
+
+
+def _summary(final: np.ndarray) -> stats.Summary | None:
+    finite = final[np.isfinite(final)]
+    return stats.summarize(finite) if finite.size else None
+
+
+def summarise(arm: ResolvedArm, seeds: list[int], m: _Measured, rows: slice,
+              spread: TuningSpread | None = None) -> ArmResult:
+    h = m.history
+    acc = h.accuracy["test"][rows]
     final = acc[:, -1]
     finite = final[np.isfinite(final)]
-    diverged = [seeds[i] for i, e in enumerate(history.diverged_at[rows]) if e is not None]
+    diverged = [seeds[i] for i, e in enumerate(h.diverged_at[rows]) if e is not None]
     return ArmResult(
         name=arm.name, regularizer=arm.regularizer, params=arm.params, params_source=arm.source,
         defaults_used=list(arm.defaults_used), seeds=seeds,
-        test_accuracy=[finite_or_none(v) for v in final], diverged=diverged,
+        test_accuracy=_list(final), diverged=diverged,
         mean=float(finite.mean()) if finite.size else None,
         std=float(finite.std(ddof=0)) if finite.size else None,
         std_ddof1=float(finite.std(ddof=1)) if finite.size > 1 else None,
-        curves=Curves(train_loss=_rows(history.train_loss[rows]), reg_term=_rows(history.reg_term[rows]),
+        curves=Curves(train_loss=_rows(h.train_loss[rows]), reg_term=_rows(h.reg_term[rows]),
                       test_accuracy=_rows(acc)),
+        summary=_summary(final), diagnostics=_diagnostics(m, rows), tuning_spread=spread,
     )
+
+
+def _spread(configs: list[tuple[str, dict[str, float], np.ndarray]]) -> TuningSpread:
+    records = []
+    for study, params, final in configs:
+        finite = final[np.isfinite(final)]
+        records.append(StudyConfig(study=study, params=params, test_accuracy=_list(final),
+                                   mean=float(finite.mean()) if finite.size else None))
+    means = np.array([r.mean for r in records if r.mean is not None])
+    return TuningSpread(configs=records, std_ddof1=float(means.std(ddof=1)) if means.size > 1 else None,
+                        min=float(means.min()) if means.size else None,
+                        max=float(means.max()) if means.size else None)
 
 
 def run_evaluation(
@@ -54,20 +151,42 @@ def run_evaluation(
 ) -> list[ArmResult]:
     """Train every arm over ``spec.evaluate.seeds`` seeds; results in the order of ``arms``."""
     seeds = list(range(spec.evaluate.seeds))
-    widths = [dataset.train.x.shape[1], *spec.model.hidden, dataset.num_classes]
+    n = len(seeds)
     out: dict[str, ArmResult] = {}
-    ordered = sorted(arms, key=lambda a: a.regularizer)
-    for regularizer, group in groupby(ordered, key=lambda a: a.regularizer):
+    for regularizer, group in groupby(sorted(arms, key=lambda a: a.regularizer), key=lambda a: a.regularizer):
         group = list(group)
-        members = [
-            Member(seed, arm.params["lr"], arm.params["weight_decay"],
-                   {k: v for k, v in arm.params.items() if k not in ("lr", "weight_decay")})
-            for arm in group for seed in seeds
-        ]
+        configs: list[tuple[str, dict[str, float]]] = [(a.name, a.params) for a in group]
+        for arm in group:  # the other tuning studies' picks, for the spread across studies
+            configs += [(f"{arm.name}|{study}", params) for study, params in arm.studies]
+        members = [Member(seed, p["lr"], p["weight_decay"], {k: v for k, v in p.items()
+                                                              if k not in ("lr", "weight_decay")})
+                   for _, p in configs for seed in seeds]
         label = ", ".join(a.name for a in group)
         hook = (lambda epoch, label=label: on_epoch(label, epoch)) if on_epoch else None
-        history = train_stack(dataset.train, widths, members, registry.load(regularizer),
-                              spec.evaluate.epochs, spec.train, {"test": dataset.test}, hook)
-        for k, arm in enumerate(group):
-            out[arm.name] = summarise(arm, seeds, history, slice(k * len(seeds), (k + 1) * len(seeds)))
+        measured = _measure(spec, members, regularizer, dataset, hook)
+        index = {name: k for k, (name, _) in enumerate(configs)}
+        for arm in group:
+            spread = None
+            if arm.studies:
+                spread = _spread([(study, params, _final(measured, slice(index[f"{arm.name}|{study}"] * n,
+                                                                          (index[f"{arm.name}|{study}"] + 1) * n)))
+                                  for study, params in arm.studies])
+            k = index[arm.name]
+            out[arm.name] = summarise(arm, seeds, measured, slice(k * n, (k + 1) * n), spread)
     return [out[a.name] for a in arms]
+
+
+def comparisons(arm_results: list[ArmResult], reference: str, seed: int = 0) -> list[stats.Comparison]:
+    """Every arm against the reference, on the seeds where both finished (paired by seed)."""
+    ref = next(a for a in arm_results if a.name == reference)
+    out = []
+    for arm in arm_results:
+        if arm.name == reference:
+            continue
+        pairs = [(x, y) for x, y in zip(arm.test_accuracy, ref.test_accuracy, strict=True)
+                 if x is not None and y is not None]
+        if not pairs:
+            continue
+        a, b = (np.array(v) for v in zip(*pairs, strict=True))
+        out.append(stats.compare(arm.name, a, reference, b, seed=seed))
+    return out

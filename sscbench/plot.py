@@ -1,13 +1,16 @@
 """The evaluation figure, drawn with matplotlib (Agg) from a results file.
 
-What it is: per-seed test accuracy per arm with the mean, and the mean
-training-loss and test-accuracy curves per arm.
+What it is: top row: per-seed final test accuracy per arm with mean ± std,
+mean training-loss and test-accuracy curves, and test accuracy against a
+circular shift of the inputs; bottom row: each arm's mean normalised saliency
+spectrum per class (class x frequency).
 What it is not: a place that computes results; it reads ``EvaluateResult`` only.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -19,32 +22,50 @@ import numpy as np  # noqa: E402
 from sscbench.results import EvaluateResult, write_atomic  # noqa: E402
 
 
+def _array(rows: list[list[float | None]] | list[float | None]) -> np.ndarray:
+    return np.array(rows, dtype=float)  # None -> nan
+
+
 def _mean_curve(rows: list[list[float | None]]) -> np.ndarray:
-    arr = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
-    with np.errstate(all="ignore"):
+    arr = _array(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # all-NaN columns (every seed diverged) give NaN, as they should
         return np.nanmean(arr, axis=0) if arr.size else arr
 
 
 def figure(result: EvaluateResult) -> matplotlib.figure.Figure:
-    fig, (ax_seed, ax_loss, ax_acc) = plt.subplots(1, 3, figsize=(15, 4.5))
-    for i, arm in enumerate(result.arms):
+    arms = result.arms
+    cols = max(4, len(arms))
+    fig = plt.figure(figsize=(4.2 * cols, 8.5))
+    grid = fig.add_gridspec(2, cols)
+    ax_seed, ax_loss, ax_acc, ax_shift = (fig.add_subplot(grid[0, i]) for i in range(4))
+    epochs = np.arange(1, result.spec.evaluate.epochs + 1)
+    for i, arm in enumerate(arms):
         color = f"C{i}"
         accs = [100 * v for v in arm.test_accuracy if v is not None]
         jitter = np.linspace(-0.15, 0.15, len(accs)) if len(accs) > 1 else np.zeros(len(accs))
-        ax_seed.scatter(i + jitter, accs, color=color, alpha=0.7, label=None)
+        ax_seed.scatter(i + jitter, accs, color=color, alpha=0.7)
         if arm.mean is not None:
             ax_seed.errorbar(i, 100 * arm.mean, yerr=100 * (arm.std or 0), color="k", marker="_",
                              markersize=20, capsize=6)
-        epochs = np.arange(1, result.spec.evaluate.epochs + 1)
         ax_loss.plot(epochs, _mean_curve(arm.curves.train_loss), color=color, label=arm.name)
         ax_acc.plot(epochs, 100 * _mean_curve(arm.curves.test_accuracy), color=color, label=arm.name)
-    ax_seed.set_xticks(range(len(result.arms)), [a.name for a in result.arms])
-    ax_seed.set_ylabel("final test accuracy (%)")
-    ax_seed.set_title("per seed (dots), mean ± std (black)")
+        d = arm.diagnostics
+        ax_shift.plot(d.shifts, 100 * _array(d.shift_accuracy), color=color, marker="o", ms=3, label=arm.name)
+        ax_spec = fig.add_subplot(grid[1, i])
+        image = ax_spec.imshow(_array(d.spectrum_by_class), aspect="auto", cmap="viridis", origin="lower")
+        consistency = d.spectral_consistency if d.spectral_consistency is not None else float("nan")
+        ax_spec.set(title=f"{arm.name}: saliency spectrum by class\n(spectral consistency {consistency:.4g})",
+                    xlabel="frequency index", ylabel="class")
+        fig.colorbar(image, ax=ax_spec, fraction=0.046)
+    ax_seed.set_xticks(range(len(arms)), [a.name for a in arms], rotation=20)
+    ax_seed.set(ylabel="final test accuracy (%)", title="per seed (dots), mean ± std (black)")
     ax_loss.set(xlabel="epoch", ylabel="training loss (mean over seeds)", title="training loss")
     ax_acc.set(xlabel="epoch", ylabel="test accuracy (%, mean over seeds)", title="test accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.legend()
+    ax_shift.set(xlabel="circular shift of test inputs (samples)", ylabel="test accuracy (%)",
+                 title="accuracy under shift")
+    for ax in (ax_loss, ax_acc, ax_shift):
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -52,6 +73,6 @@ def figure(result: EvaluateResult) -> matplotlib.figure.Figure:
 def save_figure(result: EvaluateResult, path: Path) -> None:
     fig = figure(result)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     write_atomic(path, buffer.getvalue())

@@ -22,6 +22,7 @@ from typing import ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from sscbench.saliency import target_saliency
 from sscbench.seeding import STREAM_PLUGIN, stream_seed
 from sscbench.spec import SearchRange
 
@@ -72,8 +73,7 @@ class BatchContext:
         every caller in the same step.
         """
         if self._saliency is None:
-            target = self.logits.gather(-1, self.labels.unsqueeze(-1)).sum()
-            (self._saliency,) = torch.autograd.grad(target, self.inputs, create_graph=True)
+            self._saliency = target_saliency(self.logits, self.inputs, self.labels, create_graph=True)
         return self._saliency
 
     def randn(self, *shape: int) -> torch.Tensor:

@@ -66,3 +66,49 @@ def evaluate_table(result: EvaluateResult) -> Table:
         table.add_row(arm.name, mean_std, pct(arm.std_ddof1),
                       " ".join(pct(v) for v in arm.test_accuracy), fmt_params(arm.params))
     return table
+
+
+def _num(x: float | None, fmt: str = ".3g") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def comparison_table(result: EvaluateResult) -> Table:
+    """Paired statistics of every arm against the reference (differences in accuracy points)."""
+    n = result.spec.evaluate.seeds
+    table = Table(title=f"Paired comparison with '{result.reference}' over {n} seeds (alpha 0.05)")
+    for col in ("arm", "mean diff [95% CI]", "p (t-test)", "p (Wilcoxon)", "Hedges' g", "P(A > B)",
+                "verdict", "seeds for 80% power"):
+        table.add_column(col)
+    for c in result.comparisons:
+        colour = {"better": "green", "worse": "red"}.get(c.verdict, "yellow")
+        table.add_row(
+            c.arm, f"{100 * c.mean_diff:+.2f} [{100 * c.ci_low:+.2f}, {100 * c.ci_high:+.2f}]",
+            _num(c.p_ttest), _num(c.p_wilcoxon), _num(c.hedges_g, ".2f"), f"{c.prob_improvement:.2f}",
+            f"[{colour}]{c.verdict}[/{colour}]", "-" if c.seeds_for_power is None else str(c.seeds_for_power),
+        )
+    table.caption = (f"CI: {result.comparisons[0].ci_method} bootstrap, {result.comparisons[0].ci_resamples} "
+                     "resamples; verdict from the paired t-test" if result.comparisons else None)
+    return table
+
+
+def diagnostics_table(result: EvaluateResult) -> Table:
+    """Mechanism diagnostics per arm (final epoch where they change per epoch)."""
+    table = Table(title="Diagnostics (means over seeds)")
+    for col in ("arm", "95% CI of mean acc", "median", "term / loss", "|grad term| / |grad CE|",
+                "spectral consistency (test)", "acc at shift 0 / ±4 / ±8", "tuning spread"):
+        table.add_column(col)
+    for arm in result.arms:
+        d = arm.diagnostics
+        at = dict(zip(d.shifts, d.shift_accuracy, strict=True))
+        avg = lambda k: None if at.get(k) is None or at.get(-k) is None else (at[k] + at[-k]) / 2  # noqa: E731
+        spread = "-"
+        if arm.tuning_spread is not None:
+            sp = arm.tuning_spread
+            spread = f"{len(sp.configs)} studies: {pct(sp.min)}..{pct(sp.max)} (sd {pct(sp.std_ddof1)})"
+        ci = "-" if arm.summary is None else f"[{pct(arm.summary.ci_low)}, {pct(arm.summary.ci_high)}]"
+        table.add_row(
+            arm.name, ci, pct(arm.summary.median if arm.summary else None),
+            _num(d.reg_share[-1] if d.reg_share else None), _num(d.grad_norm_ratio[-1] if d.grad_norm_ratio else None),
+            _num(d.spectral_consistency, ".4g"), f"{pct(at.get(0))} / {pct(avg(4))} / {pct(avg(8))}", spread,
+        )
+    return table

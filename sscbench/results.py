@@ -24,6 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sscbench.spec import RunSpec, SearchRange
+from sscbench.stats import Comparison, Summary
 
 SCHEMA_VERSION = 1
 
@@ -86,6 +87,39 @@ class Curves(Record):
     test_accuracy: list[list[float | None]]
 
 
+class Diagnostics(Record):
+    """Mechanism diagnostics of one arm, means over its non-diverged seeds."""
+
+    reg_share: list[float | None] = Field(description="Per epoch: regularizer term / total training loss.")
+    grad_norm_ratio: list[float | None] = Field(
+        description="Per epoch: ||grad of the term|| / ||grad of the cross-entropy|| on a fixed probe batch.")
+    spectral_consistency: float | None = Field(
+        description="Unweighted SSC of the test set's saliency maps, grouped by class (lower = more consistent).")
+    spectral_consistency_per_seed: list[float | None]
+    spectrum_by_class: list[list[float]] = Field(description="[class][frequency]: mean normalised saliency spectrum.")
+    shifts: list[int] = Field(description="Circular shifts k of the test inputs, in samples.")
+    shift_accuracy: list[float | None] = Field(description="Test accuracy per shift.")
+    shift_accuracy_per_seed: list[list[float | None]]
+
+
+class StudyConfig(Record):
+    """The best configuration of one tuning study, evaluated over the same seeds."""
+
+    study: str
+    params: dict[str, float]
+    test_accuracy: list[float | None]
+    mean: float | None
+
+
+class TuningSpread(Record):
+    """How much the luck of one tuning run matters: test accuracy across the K studies' picks."""
+
+    configs: list[StudyConfig]
+    std_ddof1: float | None
+    min: float | None
+    max: float | None
+
+
 class ArmResult(Record):
     name: str
     regularizer: str
@@ -99,6 +133,10 @@ class ArmResult(Record):
     std: float | None = Field(description="Standard deviation over seeds, ddof=0 (as the seed reported).")
     std_ddof1: float | None = Field(description="Sample standard deviation over seeds, ddof=1.")
     curves: Curves
+    summary: Summary | None = Field(description="Mean, std, median and bootstrap CI over finite seeds.")
+    diagnostics: Diagnostics
+    tuning_spread: TuningSpread | None = Field(
+        description="Present when the hyperparameters came from more than one tuning study.")
 
 
 class EvaluateResult(Record):
@@ -106,6 +144,8 @@ class EvaluateResult(Record):
     kind: Literal["evaluate"] = "evaluate"
     spec: RunSpec
     arms: list[ArmResult]
+    reference: str | None = Field(description="The arm every other arm is compared with.")
+    comparisons: list[Comparison] = Field(description="Paired statistics of every arm against the reference.")
     provenance: Provenance
 
 

@@ -122,7 +122,10 @@ class EvaluateSpec(Spec):
     seeds: PosInt = Field(5, description="Seeds 0..seeds-1 per arm (paired across arms).")
     epochs: PosInt = Field(30, description="Epochs per seed.")
     arms: list[ArmSpec] = Field(default_factory=_default_arms, description="The arms to evaluate.")
-    reference: str = Field("baseline", description="Arm every other arm is compared with.")
+    reference: str = Field("baseline", description="Arm every other arm is compared with (paired by seed).")
+    ablations: bool = Field(
+        False, description="Add for every regularized arm R the arm R-off: R's lr and weight decay, no regularizer."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EvaluateSpec:

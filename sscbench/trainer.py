@@ -110,6 +110,13 @@ def epoch_order(seeds: Sequence[int], epoch: int, n: int, device: torch.device) 
     return torch.stack(perms).to(device)
 
 
+def member_hyperparameters(members: Sequence[Member], regularizer: Regularizer,
+                           device: torch.device | str) -> dict[str, torch.Tensor]:
+    """The plugin's hyperparameters as [S] float tensors, the form ``penalty`` receives."""
+    return {k: torch.tensor([float(m.params[k]) for m in members], dtype=torch.float32, device=device)
+            for k in regularizer.param_names()}
+
+
 @torch.no_grad()
 def accuracy(model: StackedMLP, split: Split, chunk: int = 4096) -> torch.Tensor:
     """Per-member accuracy on a split shared by all members: [S]."""
@@ -128,9 +135,13 @@ def train_stack(
     epochs: int,
     spec: TrainSpec,
     eval_sets: Mapping[str, Split] | None = None,
-    on_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[int, StackedMLP], None] | None = None,
 ) -> History:
-    """Train every member for ``epochs`` epochs; returns the recorded history."""
+    """Train every member for ``epochs`` epochs; returns the recorded history.
+
+    ``on_epoch(epoch, model)`` runs after each epoch's evaluation (progress, diagnostics);
+    it must not change the model.
+    """
     if not members:
         raise ValueError("a stack needs at least one member")
     start = time.perf_counter()
@@ -145,8 +156,7 @@ def train_stack(
     as_tensor = lambda vals: torch.tensor(vals, dtype=torch.float32, device=device)  # noqa: E731
     opt = _AdamW(params, as_tensor([m.lr for m in members]), as_tensor([m.weight_decay for m in members]),
                  (spec.beta1, spec.beta2), spec.eps)
-    names = regularizer.param_names()
-    hp = {k: as_tensor([float(m.params[k]) for m in members]) for k in names}
+    hp = member_hyperparameters(members, regularizer, device)
     term_off = regularizer.is_inactive(hp)
 
     active = torch.ones(S, dtype=torch.bool, device=device)
@@ -192,7 +202,7 @@ def train_stack(
         for name, split in eval_sets.items():
             acc_hist[name][alive, epoch] = accuracy(model, split).cpu().numpy()[alive]
         if on_epoch is not None:
-            on_epoch(epoch)
+            on_epoch(epoch, model)
 
     model.requires_grad_(False)
     return History(loss_hist, term_hist, acc_hist, diverged_at, steps, S * n * epochs,

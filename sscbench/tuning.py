@@ -130,8 +130,9 @@ def run_study(
             trial.set_user_attr("sampler_seed", sampler_seed)
             members.append(Member(spec.tune.model_seed, sampled["lr"], sampled["weight_decay"],
                                   {k: v for k, v in (sampled | fixed).items() if k not in ("lr", "weight_decay")}))
+        hook = (lambda epoch, _model: on_epoch(epoch)) if on_epoch else None
         history = train_stack(dataset.train, widths, members, plugin, spec.tune.epochs, spec.train,
-                              {"validation": dataset.validation}, on_epoch)
+                              {"validation": dataset.validation}, hook)
         for trial, curve in zip(trials, history.accuracy["validation"], strict=True):
             value = float(np.nanmax(curve)) if not np.isnan(curve).all() else math.nan
             if math.isfinite(value):

@@ -40,6 +40,25 @@ def apply_runtime(spec: RunSpec) -> None:
         torch.set_num_threads(spec.train.threads)
 
 
+def expand_ablations(spec: RunSpec) -> RunSpec:
+    """The spec with the ablation arms added when ``evaluate.ablations`` asks for them."""
+    if not spec.evaluate.ablations:
+        return spec
+    arms = arms_mod.with_ablations(list(spec.evaluate.arms))
+    return spec.model_copy(update={"evaluate": spec.evaluate.model_copy(update={"arms": arms})})
+
+
+def reference_arm(spec: RunSpec) -> str | None:
+    """The reference arm's name; None when the default 'baseline' is absent (no comparisons)."""
+    names = [a.name for a in spec.evaluate.arms]
+    ref = spec.evaluate.reference
+    if ref in names:
+        return ref
+    if "reference" in spec.evaluate.model_fields_set:
+        raise arms_mod.ArmError(f"reference arm '{ref}' is not among the arms ({', '.join(names)})")
+    return None
+
+
 def default_storage(out: Path) -> str:
     return f"sqlite:///{(out / 'optuna.db').resolve()}"
 
@@ -85,12 +104,17 @@ def evaluate(
 ) -> tuple[EvaluateResult, Path, Path]:
     """Evaluate every arm of the spec; writes ``out/evaluate.json`` and ``out/evaluate.png``."""
     started = datetime.now(UTC)
+    spec = expand_ablations(spec)
     resolved = arms_mod.resolve(spec.evaluate.arms, out)
+    reference = reference_arm(spec)
     apply_runtime(spec)
     dataset = data.load(spec.data)
     arm_results = evaluation.run_evaluation(spec, resolved, dataset, progress.on_epoch)
-    result = EvaluateResult(spec=spec, arms=arm_results,
-                            provenance=results.provenance(spec.train.device, started, command))
+    result = EvaluateResult(
+        spec=spec, arms=arm_results, reference=reference,
+        comparisons=evaluation.comparisons(arm_results, reference) if reference else [],
+        provenance=results.provenance(spec.train.device, started, command),
+    )
     json_path, png_path = out / "evaluate.json", out / "evaluate.png"
     results.save(result, json_path)
     plot.save_figure(result, png_path)
