@@ -24,9 +24,9 @@ import torch
 from sscbench import diagnostics, registry, stats
 from sscbench.arms import ResolvedArm
 from sscbench.data import Dataset, Split
+from sscbench.model import StackedMLP
 from sscbench.results import ArmResult, Curves, Diagnostics, StudyConfig, TuningSpread, finite_or_none
 from sscbench.spec import RunSpec
-from sscbench.model import StackedMLP
 from sscbench.trainer import History, Member, member_hyperparameters, train_stack
 
 

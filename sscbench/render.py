@@ -91,6 +91,12 @@ def comparison_table(result: EvaluateResult) -> Table:
     return table
 
 
+def _symmetric(by_shift: dict[int, float | None], k: int) -> float | None:
+    """Mean of the accuracies at shifts +k and -k."""
+    a, b = by_shift.get(k), by_shift.get(-k)
+    return None if a is None or b is None else (a + b) / 2
+
+
 def diagnostics_table(result: EvaluateResult) -> Table:
     """Mechanism diagnostics per arm (final epoch where they change per epoch)."""
     table = Table(title="Diagnostics (means over seeds)")
@@ -100,7 +106,6 @@ def diagnostics_table(result: EvaluateResult) -> Table:
     for arm in result.arms:
         d = arm.diagnostics
         at = dict(zip(d.shifts, d.shift_accuracy, strict=True))
-        avg = lambda k: None if at.get(k) is None or at.get(-k) is None else (at[k] + at[-k]) / 2  # noqa: E731
         spread = "-"
         if arm.tuning_spread is not None:
             sp = arm.tuning_spread
@@ -109,6 +114,6 @@ def diagnostics_table(result: EvaluateResult) -> Table:
         table.add_row(
             arm.name, ci, pct(arm.summary.median if arm.summary else None),
             _num(d.reg_share[-1] if d.reg_share else None), _num(d.grad_norm_ratio[-1] if d.grad_norm_ratio else None),
-            _num(d.spectral_consistency, ".4g"), f"{pct(at.get(0))} / {pct(avg(4))} / {pct(avg(8))}", spread,
+            _num(d.spectral_consistency, ".4g"), f"{pct(at.get(0))} / {pct(_symmetric(at, 4))} / {pct(_symmetric(at, 8))}", spread,
         )
     return table

@@ -150,6 +150,7 @@ def test_evaluate_stores_statistics_and_diagnostics(tmp_path):
 
 def test_unknown_reference_is_refused(tmp_path):
     spec = tmp_path / "spec.toml"
-    spec.write_text('[[evaluate.arms]]\nname = "a"\nregularizer = "baseline"\nparams = { lr = 1e-3, weight_decay = 0 }\n')
+    spec.write_text('[[evaluate.arms]]\nname = "a"\nregularizer = "baseline"\n'
+                    'params = { lr = 1e-3, weight_decay = 0 }\n')
     res = runner.invoke(app, ["evaluate", "--spec", str(spec), "--reference", "nope", "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "reference arm 'nope'" in res.output and not (tmp_path / "o").exists()

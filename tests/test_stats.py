@@ -88,9 +88,10 @@ def test_summary():
 
 
 def test_verdicts():
-    better = stats.compare("a", np.array([0.80, 0.81, 0.82, 0.805, 0.815]), "b", np.array([0.70, 0.70, 0.71, 0.70, 0.71]))
+    high, low = np.array([0.80, 0.81, 0.82, 0.805, 0.815]), np.array([0.70, 0.70, 0.71, 0.70, 0.71])
+    better = stats.compare("a", high, "b", low)
     assert better.verdict == "better" and better.p_ttest < 0.05 and better.ci_low > 0
-    worse = stats.compare("b", np.array([0.70, 0.70, 0.71, 0.70, 0.71]), "a", np.array([0.80, 0.81, 0.82, 0.805, 0.815]))
+    worse = stats.compare("b", low, "a", high)
     assert worse.verdict == "worse" and worse.mean_diff < 0
     same = np.array([0.74, 0.75, 0.73, 0.76, 0.745])
     identical = stats.compare("a", same, "b", same.copy())
