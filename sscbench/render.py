@@ -113,7 +113,9 @@ def diagnostics_table(result: EvaluateResult) -> Table:
         ci = "-" if arm.summary is None else f"[{pct(arm.summary.ci_low)}, {pct(arm.summary.ci_high)}]"
         table.add_row(
             arm.name, ci, pct(arm.summary.median if arm.summary else None),
-            _num(d.reg_share[-1] if d.reg_share else None), _num(d.grad_norm_ratio[-1] if d.grad_norm_ratio else None),
-            _num(d.spectral_consistency, ".4g"), f"{pct(at.get(0))} / {pct(_symmetric(at, 4))} / {pct(_symmetric(at, 8))}", spread,
+            _num(d.reg_share[-1] if d.reg_share else None),
+            _num(d.grad_norm_ratio[-1] if d.grad_norm_ratio else None),
+            _num(d.spectral_consistency, ".4g"),
+            f"{pct(at.get(0))} / {pct(_symmetric(at, 4))} / {pct(_symmetric(at, 8))}", spread,
         )
     return table
