@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-
 import torch
 
 
@@ -29,25 +27,44 @@ def init_linear(fan_in: int, fan_out: int, generator: torch.Generator) -> tuple[
     return weight, bias
 
 
-@dataclass
 class StackedMLP:
-    """Parameters of S MLPs: ``weights[l]`` [S, in_l, out_l], ``biases[l]`` [S, out_l]."""
+    """Parameters of S MLPs: ``weights[l]`` [S, in_l, out_l], ``biases[l]`` [S, out_l].
 
-    weights: list[torch.Tensor]
-    biases: list[torch.Tensor]
+    All of a member's parameters live in one row of ``flat`` [S, P]; the
+    weights and biases are views into it, so the optimizer updates the whole
+    stack with a handful of passes over one buffer.
+    """
+
+    def __init__(self, flat: torch.Tensor, widths: Sequence[int]) -> None:
+        self.flat = flat
+        self.weights: list[torch.Tensor] = []
+        self.biases: list[torch.Tensor] = []
+        offset, size = 0, flat.shape[0]
+        for a, b in zip(widths[:-1], widths[1:], strict=True):
+            self.weights.append(flat[:, offset:offset + a * b].view(size, a, b))
+            offset += a * b
+            self.biases.append(flat[:, offset:offset + b])
+            offset += b
+        if offset != flat.shape[1]:
+            raise ValueError(f"a flat buffer of {flat.shape[1]} parameters does not fit widths {list(widths)}")
+
+    @staticmethod
+    def num_parameters(widths: Sequence[int]) -> int:
+        return sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
 
     @classmethod
     def init(cls, widths: Sequence[int], seeds: Sequence[int], device: torch.device | str = "cpu") -> StackedMLP:
         if len(widths) < 2:
             raise ValueError(f"an MLP needs at least input and output widths, got {list(widths)}")
-        per_member: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
+        rows = []
         for seed in seeds:
             gen = torch.Generator().manual_seed(int(seed))
-            per_member.append([init_linear(a, b, gen) for a, b in zip(widths[:-1], widths[1:])])
-        weights = [torch.stack([m[i][0].T for m in per_member]).contiguous().to(device)
-                   for i in range(len(widths) - 1)]
-        biases = [torch.stack([m[i][1] for m in per_member]).to(device) for i in range(len(widths) - 1)]
-        return cls(weights, biases)
+            parts = []
+            for a, b in zip(widths[:-1], widths[1:], strict=True):
+                weight, bias = init_linear(a, b, gen)
+                parts += [weight.T.reshape(-1), bias]  # stored as [in, out] for x @ W
+            rows.append(torch.cat(parts))
+        return cls(torch.stack(rows).to(device), widths)
 
     @property
     def size(self) -> int:
@@ -62,9 +79,14 @@ class StackedMLP:
         return [p for pair in zip(self.weights, self.biases) for p in pair]
 
     def requires_grad_(self, flag: bool = True) -> StackedMLP:
+        """Make the weight and bias views leaves that require grad (``flat`` itself never does)."""
         for p in self.parameters():
             p.requires_grad_(flag)
         return self
+
+    def flat_grad(self, grads: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Gradients w.r.t. ``parameters()`` laid out like ``flat``: [S, P]."""
+        return torch.cat([g.reshape(self.size, -1) for g in grads], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [S, B, C] for inputs [S, B, D] (per member) or [B, D] (shared by all)."""

@@ -61,41 +61,38 @@ def resolve_device(name: str) -> torch.device:
 
 
 class _AdamW:
-    """``torch.optim.AdamW`` (non-amsgrad, non-maximize) for stacked parameters.
+    """``torch.optim.AdamW`` (non-amsgrad, non-maximize) on a flat [S, P] parameter buffer.
 
-    lr and weight decay are [S] tensors; ``active`` [S] masks frozen members.
+    lr and weight decay are per member ([S]); ``active`` [S] masks frozen members.
+    The update is the same arithmetic as torch's, arranged as a few in-place
+    passes over one buffer (the per-tensor, broadcasting form was ten times slower).
     """
 
-    def __init__(self, params: list[torch.Tensor], lr: torch.Tensor, wd: torch.Tensor,
+    def __init__(self, flat: torch.Tensor, lr: torch.Tensor, wd: torch.Tensor,
                  betas: tuple[float, float], eps: float) -> None:
-        self.params = params
-        self.lr, self.wd = lr, wd
+        self.flat = flat
+        self.lr, self.decay = lr.view(-1, 1), (1 - lr * wd).view(-1, 1)
         self.beta1, self.beta2 = betas
         self.eps = eps
-        self.exp_avg = [torch.zeros_like(p) for p in params]
-        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.exp_avg = torch.zeros_like(flat)
+        self.exp_avg_sq = torch.zeros_like(flat)
         self.step_count = 0
 
-    @staticmethod
-    def _per_member(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return t.view((-1,) + (1,) * (like.dim() - 1))
-
     @torch.no_grad()
-    def step(self, grads: Sequence[torch.Tensor], active: torch.Tensor | None) -> None:
+    def step(self, grad: torch.Tensor, active: torch.Tensor | None) -> None:
         self.step_count += 1
         bc1 = 1 - self.beta1 ** self.step_count
         bc2_sqrt = (1 - self.beta2 ** self.step_count) ** 0.5
-        for p, g, m, v in zip(self.params, grads, self.exp_avg, self.exp_avg_sq):
-            lr = self._per_member(self.lr, p)
-            decay = 1 - lr * self._per_member(self.wd, p)
-            m.lerp_(g, 1 - self.beta1)
-            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-            new = p * decay - (lr / bc1) * (m / denom)
-            if active is None:
-                p.copy_(new)
-            else:
-                p.copy_(torch.where(self._per_member(active, p), new, p))
+        m, v = self.exp_avg, self.exp_avg_sq
+        m.lerp_(grad, 1 - self.beta1)
+        v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        # p <- p (1 - lr wd) - (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps)
+        denom = v.sqrt().div_(bc2_sqrt).add_(self.eps).div_(self.lr / bc1)
+        if active is None:
+            self.flat.mul_(self.decay).addcdiv_(m, denom, value=-1)
+        else:
+            new = (self.flat * self.decay).addcdiv_(m, denom, value=-1)
+            self.flat.copy_(torch.where(active.view(-1, 1), new, self.flat))
 
 
 def epoch_order(seeds: Sequence[int], epoch: int, n: int, device: torch.device) -> torch.Tensor:
@@ -154,7 +151,7 @@ def train_stack(
     model = StackedMLP.init(widths, seeds, device).requires_grad_(True)
     params = model.parameters()
     as_tensor = lambda vals: torch.tensor(vals, dtype=torch.float32, device=device)  # noqa: E731
-    opt = _AdamW(params, as_tensor([m.lr for m in members]), as_tensor([m.weight_decay for m in members]),
+    opt = _AdamW(model.flat, as_tensor([m.lr for m in members]), as_tensor([m.weight_decay for m in members]),
                  (spec.beta1, spec.beta2), spec.eps)
     hp = member_hyperparameters(members, regularizer, device)
     term_off = regularizer.is_inactive(hp)
@@ -192,7 +189,7 @@ def train_stack(
                 all_active = False
             total = torch.where(active, loss, torch.zeros_like(loss)).sum()
             grads = torch.autograd.grad(total, params)
-            opt.step(grads, None if all_active else active)
+            opt.step(model.flat_grad(grads), None if all_active else active)
             loss_sum += loss.detach() * y.shape[1]
             term_sum += term.detach() * y.shape[1]
             steps += 1
