@@ -62,12 +62,12 @@ def load_train(samples: int):
 
 def run_work(impl: str, size: str, device: str) -> float:
     """Train the size's work with one implementation; returns wall seconds."""
+    import reference
+
     from sscbench import registry
     from sscbench.data import Split
     from sscbench.spec import TrainSpec
     from sscbench.trainer import Member, train_stack
-
-    import reference
 
     cfg = SIZES[size]
     x, y = load_train(cfg["samples"])
@@ -92,9 +92,8 @@ def run_work(impl: str, size: str, device: str) -> float:
 
 def flops_per_sample(regularizer: str, device: str) -> float:
     """Model FLOPs of one training step per sample, counted on the plain reference step."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     import reference
+    from torch.utils.flop_counter import FlopCounterMode
 
     model = reference.make_mlp([40, 256, 256, 10], 0).to(device)
     leaf = torch.randn(128, 40, device=device, requires_grad=True)
