@@ -67,9 +67,11 @@ def _measure(spec: RunSpec, members: list[Member], regularizer: str, dataset: Da
     seeds = [m.seed for m in members]
     ratios = np.full((len(members), spec.evaluate.epochs), np.nan)
 
-    def hook(epoch: int, model: StackedMLP) -> None:
-        ratios[:, epoch] = diagnostics.gradient_norm_ratio(model, plugin, hp, probe, seeds).numpy()
-        if on_epoch is not None:
+    def hook(epoch: int, model: StackedMLP, first: int) -> None:
+        rows = slice(first, first + model.size)
+        part = {k: v[rows] for k, v in hp.items()}
+        ratios[rows, epoch] = diagnostics.gradient_norm_ratio(model, plugin, part, probe, seeds[rows]).numpy()
+        if on_epoch is not None and first + model.size == len(members):
             on_epoch(epoch)
 
     history = train_stack(dataset.train, widths, members, plugin, spec.evaluate.epochs, spec.train,

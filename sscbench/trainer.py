@@ -14,6 +14,7 @@ non-finite is marked diverged and stops updating; the others go on unaffected.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,50 @@ def accuracy(model: StackedMLP, split: Split, chunk: int = 4096) -> torch.Tensor
     return correct / len(split)
 
 
+BYTES_PER_FLOAT = 4
+MEMORY_BUDGET_FRACTION = 0.5  # of the memory free when a stack starts
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory free now: the GPU's for CUDA, physical memory available to the OS otherwise."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not every OS offers these
+        return 8 << 30
+
+
+def bytes_per_member(widths: Sequence[int], batch_size: int) -> int:
+    """A generous estimate of one member's training memory.
+
+    Parameters, gradient, their flat copy and two AdamW moments (6 x P floats),
+    plus one step's activations with the saliency graph (about 12 tensors of
+    batch x sum(widths)) and evaluation chunks (4096 x sum(widths)).
+    """
+    params = StackedMLP.num_parameters(widths)
+    activations = (12 * batch_size + 4096) * sum(widths)
+    return (6 * params + activations) * BYTES_PER_FLOAT
+
+
+def stack_capacity(widths: Sequence[int], batch_size: int, device: torch.device) -> int:
+    """How many members one stack may hold on this device right now (at least 1)."""
+    budget = MEMORY_BUDGET_FRACTION * free_memory_bytes(device)
+    return max(1, int(budget // bytes_per_member(widths, batch_size)))
+
+
+def _concat(parts: list[History]) -> History:
+    return History(
+        train_loss=np.concatenate([h.train_loss for h in parts]),
+        reg_term=np.concatenate([h.reg_term for h in parts]),
+        accuracy={k: np.concatenate([h.accuracy[k] for h in parts]) for k in parts[0].accuracy},
+        diverged_at=[d for h in parts for d in h.diverged_at],
+        steps=sum(h.steps for h in parts), samples=sum(h.samples for h in parts),
+        wall_seconds=sum(h.wall_seconds for h in parts),
+        model=StackedMLP(torch.cat([h.model.flat for h in parts]), parts[0].model.widths),
+    )
+
+
 def train_stack(
     train: Split,
     widths: Sequence[int],
@@ -132,15 +177,39 @@ def train_stack(
     epochs: int,
     spec: TrainSpec,
     eval_sets: Mapping[str, Split] | None = None,
-    on_epoch: Callable[[int, StackedMLP], None] | None = None,
+    on_epoch: Callable[[int, StackedMLP, int], None] | None = None,
+    capacity: int | None = None,
 ) -> History:
     """Train every member for ``epochs`` epochs; returns the recorded history.
 
-    ``on_epoch(epoch, model)`` runs after each epoch's evaluation (progress, diagnostics);
-    it must not change the model.
+    Members beyond what memory allows (``stack_capacity``, or ``capacity``) are
+    trained as consecutive stacks; members never interact, so the split does not
+    change what each member does. ``on_epoch(epoch, model, first)`` runs after
+    each epoch's evaluation (progress, diagnostics) with the stack being trained
+    and the index of its first member in ``members``; it must not change the model.
     """
     if not members:
         raise ValueError("a stack needs at least one member")
+    device = resolve_device(spec.device)
+    limit = capacity or stack_capacity(widths, spec.batch_size, device)
+    if len(members) <= limit:
+        return _train_one_stack(train, widths, members, regularizer, epochs, spec, eval_sets, on_epoch)
+    return _concat([_train_one_stack(train, widths, members[first:first + limit], regularizer, epochs, spec,
+                                     eval_sets, on_epoch, first)
+                     for first in range(0, len(members), limit)])
+
+
+def _train_one_stack(
+    train: Split,
+    widths: Sequence[int],
+    members: Sequence[Member],
+    regularizer: Regularizer,
+    epochs: int,
+    spec: TrainSpec,
+    eval_sets: Mapping[str, Split] | None = None,
+    on_epoch: Callable[[int, StackedMLP, int], None] | None = None,
+    first: int = 0,
+) -> History:
     start = time.perf_counter()
     device = resolve_device(spec.device)
     train = train.to(device)
@@ -199,7 +268,7 @@ def train_stack(
         for name, split in eval_sets.items():
             acc_hist[name][alive, epoch] = accuracy(model, split).cpu().numpy()[alive]
         if on_epoch is not None:
-            on_epoch(epoch, model)
+            on_epoch(epoch, model, first)
 
     model.requires_grad_(False)
     return History(loss_hist, term_hist, acc_hist, diverged_at, steps, S * n * epochs,

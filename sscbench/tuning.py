@@ -130,7 +130,7 @@ def run_study(
             trial.set_user_attr("sampler_seed", sampler_seed)
             members.append(Member(spec.tune.model_seed, sampled["lr"], sampled["weight_decay"],
                                   {k: v for k, v in (sampled | fixed).items() if k not in ("lr", "weight_decay")}))
-        hook = (lambda epoch, _model: on_epoch(epoch)) if on_epoch else None
+        hook = (lambda epoch, _model, _first: on_epoch(epoch)) if on_epoch else None
         history = train_stack(dataset.train, widths, members, plugin, spec.tune.epochs, spec.train,
                               {"validation": dataset.validation}, hook)
         for trial, curve in zip(trials, history.accuracy["validation"], strict=True):

@@ -120,3 +120,26 @@ def test_cuda_request_without_cuda_is_an_error(small):
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         train_stack(small, WIDTHS, [Member(0, 1e-3, 0.0)], registry.load("baseline"), 1,
                     TrainSpec(device="cuda"))
+
+
+def test_a_stack_larger_than_memory_allows_is_split_without_changing_results(small):
+    ssc = registry.load("ssc")
+    members = [Member(s, 1e-3 * (s + 1), 1e-3, {"lambda_ssc": 0.1 * s}) for s in range(5)]
+    seen: list[tuple[int, int, int]] = []
+    whole = train_stack(small, WIDTHS, members, ssc, 2, SPEC, {"val": small})
+    split = train_stack(small, WIDTHS, members, ssc, 2, SPEC, {"val": small},
+                        on_epoch=lambda e, model, first: seen.append((e, first, model.size)), capacity=2)
+    assert seen == [(0, 0, 2), (1, 0, 2), (0, 2, 2), (1, 2, 2), (0, 4, 1), (1, 4, 1)]
+    assert split.model.size == 5 and split.train_loss.shape == (5, 2)
+    np.testing.assert_allclose(split.accuracy["val"], whole.accuracy["val"], atol=1e-6)
+    torch.testing.assert_close(split.model.flat, whole.model.flat, rtol=1e-4, atol=1e-5)
+
+
+def test_stack_capacity_follows_free_memory(monkeypatch):
+    from sscbench import trainer
+
+    per = trainer.bytes_per_member([40, 256, 256, 10], 128)
+    monkeypatch.setattr(trainer, "free_memory_bytes", lambda device: 10 * per)
+    assert trainer.stack_capacity([40, 256, 256, 10], 128, torch.device("cpu")) == 5
+    monkeypatch.setattr(trainer, "free_memory_bytes", lambda device: 0)
+    assert trainer.stack_capacity([40, 256, 256, 10], 128, torch.device("cpu")) == 1
