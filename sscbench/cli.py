@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sscbench import render, results, workflow
+from sscbench import registry, render, results, workflow
 from sscbench.arms import ArmError
 from sscbench.registry import PluginError
 from sscbench.results import EvaluateResult, ResultsError, TuneResult
@@ -33,7 +33,8 @@ app = typer.Typer(
     "  sscbench tune ssc --trials 30\n\n"
     "  sscbench evaluate --seeds 5\n\n"
     "  sscbench reproduce        (the whole seed protocol)\n\n"
-    "  sscbench report           (re-render tables and plot from results/)",
+    "  sscbench report           (re-render tables and plot from results/)\n\n"
+    "  sscbench check-plugin NAME  (the plugin contract checks)",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -197,6 +198,7 @@ def evaluate_cmd(
 
 @app.command("reproduce")
 def reproduce_cmd(
+    arms: Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names [baseline,ssc].")] = None,
     trials: Annotated[int | None, typer.Option(help="Tuning trials per plugin [30].")] = None,
     tune_epochs: Annotated[int | None, typer.Option(help="Epochs per tuning trial [15].")] = None,
     seeds: Annotated[int | None, typer.Option(help="Evaluation seeds [5].")] = None,
@@ -209,18 +211,39 @@ def reproduce_cmd(
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """The whole seed protocol: tune baseline and ssc, then evaluate both.
+    """The whole seed protocol: tune every arm's plugin (baseline and ssc by default), then evaluate.
 
-    Example: sscbench reproduce
+    Example: sscbench reproduce   |   sscbench reproduce --arms baseline,ssc,gradnorm --ablations
     """
     with refusals():
         spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs, "studies": studies},
-                     evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations},
+                     evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations,
+                               "arms": _arms_override(spec_file, arms)},
                      train={"device": device, "threads": threads})
         workflow.apply_runtime(spec)
-        for plugin in sorted({a.regularizer for a in spec.evaluate.arms if a.params is None and a.from_ is None}):
+        to_tune = [a.regularizer for a in spec.evaluate.arms if a.params is None and a.from_ is None]
+        for plugin in dict.fromkeys(to_tune):  # in arm order, each once
+            registry.load(plugin)  # refuse an unknown plugin before any tuning starts
+        for plugin in dict.fromkeys(to_tune):
             _tune_one(spec, plugin, out, None, None)
         _evaluate(spec, out)
+
+
+@app.command("check-plugin")
+def check_plugin_cmd(
+    name: Annotated[str, typer.Argument(help="Registered regularizer to check (see `sscbench plugins`).")],
+) -> None:
+    """Run the plugin contract checks on a registered regularizer; exit 1 when one fails.
+
+    Example: sscbench check-plugin ssc
+    """
+    from sscbench import contract
+
+    with refusals():
+        checks = contract.check_plugin(name)
+    console.print(render.contract_table(name, checks))
+    if not all(c.passed for c in checks):
+        raise typer.Exit(1)
 
 
 @app.command("report")

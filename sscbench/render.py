@@ -40,6 +40,17 @@ def plugins_table() -> Table:
     return table
 
 
+def contract_table(name: str, checks: list) -> Table:
+    """One row per contract check: passed or the violation."""
+    table = Table(title=f"Contract checks of regularizer '{name}'")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("detail", overflow="fold")
+    for c in checks:
+        table.add_row(c.check, "[green]pass[/green]" if c.passed else "[red]FAIL[/red]", c.message)
+    return table
+
+
 def tune_table(result: TuneResult, top: int = 5) -> Table:
     table = Table(title=f"Tuning '{result.regularizer}': best trials (validation accuracy)")
     for col in ("study", "trial", "value", "hyperparameters"):

@@ -255,3 +255,30 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         results.write_atomic(target, "new content")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_check_plugin_passes_for_builtins_and_refuses_unknown_names():
+    out = ok("check-plugin", "ssc").output
+    assert "FAIL" not in out and out.count("pass") == 6
+    res = invoke("check-plugin", "scc")
+    assert res.exit_code == 2 and "Did you mean 'ssc'" in res.output
+
+
+def test_every_builtin_plugin_end_to_end(tmp_path):
+    arms = "baseline,ssc,gradnorm,spatial,jacobian,labelsmooth"
+    ok("reproduce", "--arms", arms, "--trials", 1, "--tune-epochs", 1, "--seeds", 2, "--epochs", 1, "--out", tmp_path)
+    for plugin in arms.split(","):
+        assert (tmp_path / f"tune-{plugin}.json").exists()
+    ok("evaluate", "--arms", arms, "--seeds", 2, "--epochs", 1, "--out", tmp_path)
+    result = results.load(tmp_path / "evaluate.json", EvaluateResult)
+    assert [a.name for a in result.arms] == arms.split(",")
+    assert [c.arm for c in result.comparisons] == arms.split(",")[1:]
+    for arm in result.arms:
+        assert arm.summary is not None and arm.diagnostics.spectral_consistency is not None
+        if arm.name != "baseline":
+            assert all(v != 0 for v in arm.diagnostics.reg_share)
+
+
+def test_reproduce_refuses_an_unknown_arm_before_tuning(tmp_path):
+    res = invoke("reproduce", "--arms", "baseline,gradnrom", "--trials", 1, "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "Did you mean 'gradnorm'" in res.output and not (tmp_path / "out").exists()

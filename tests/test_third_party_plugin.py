@@ -1,0 +1,58 @@
+"""A plugin from another distribution: installed, discovered, checked, tuned and evaluated, unchanged sscbench."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "plugins" / "examples" / "l1saliency"
+SSCBENCH = Path(sys.executable).parent / "sscbench"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The example distribution pip-installed into a private folder (not the project's venv)."""
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("build")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(EXAMPLE)], check=True, capture_output=True, cwd=build)
+    assert list(target.glob("sscbench_l1saliency-0.1.0.dist-info"))
+    return target
+
+
+def run(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONPATH": str(site), "COLUMNS": "200"}
+    return subprocess.run([str(SSCBENCH), *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_not_visible_without_the_install(tmp_path):
+    done = subprocess.run([str(SSCBENCH), "plugins"], capture_output=True, text=True, cwd=tmp_path,
+                          env=os.environ | {"COLUMNS": "200"})
+    assert done.returncode == 0 and "l1saliency" not in done.stdout
+
+
+def test_discovered_checked_tuned_and_evaluated(site, tmp_path):
+    listed = run(site, "plugins", cwd=tmp_path)
+    assert listed.returncode == 0 and "l1saliency" in listed.stdout and "sscbench-l1saliency" in listed.stdout
+    checked = run(site, "check-plugin", "l1saliency", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "FAIL" not in checked.stdout and checked.stdout.count("pass") == 6
+    out = tmp_path / "results"
+    for plugin in ("baseline", "l1saliency"):
+        tuned = run(site, "tune", plugin, "--trials", 2, "--epochs", 1, "--out", out, cwd=tmp_path)
+        assert tuned.returncode == 0, tuned.stderr
+    evaluated = run(site, "evaluate", "--arms", "baseline,l1saliency", "--seeds", 2, "--epochs", 1,
+                    "--ablations", "--out", out, cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads((out / "evaluate.json").read_text())
+    assert [a["name"] for a in result["arms"]] == ["baseline", "l1saliency", "l1saliency-off"]
+    arm = result["arms"][1]
+    assert set(arm["params"]) == {"lr", "weight_decay", "lambda_l1"} and arm["params_source"].startswith("tuned:")
+    assert [c["arm"] for c in result["comparisons"]] == ["l1saliency", "l1saliency-off"]
+    assert all(v > 0 for v in arm["diagnostics"]["grad_norm_ratio"])
