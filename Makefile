@@ -25,7 +25,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
 bench-tiny: $(STAMP)
-	$(PY) benchmarks/run.py --tiny
+	$(PY) benchmarks/run.py --tiny --out results/bench-tiny.json
 
 reproduce: $(STAMP)
 	$(VENV)/bin/sscbench reproduce

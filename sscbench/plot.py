@@ -33,12 +33,30 @@ def _mean_curve(rows: list[list[float | None]]) -> np.ndarray:
         return np.nanmean(arr, axis=0) if arr.size else arr
 
 
+def _paired_differences(ax: matplotlib.axes.Axes, result: EvaluateResult) -> None:
+    """Per-seed differences from the reference arm, with the mean and its bootstrap CI."""
+    by_name = {a.name: a for a in result.arms}
+    ref = by_name.get(result.reference or "")
+    for i, c in enumerate(result.comparisons):
+        arm = by_name[c.arm]
+        diffs = [100 * (a - b) for a, b in zip(arm.test_accuracy, ref.test_accuracy, strict=True)
+                 if a is not None and b is not None]
+        ax.scatter(np.full(len(diffs), i), diffs, color="0.6", s=12)
+        ax.errorbar(i, 100 * c.mean_diff, yerr=[[100 * (c.mean_diff - c.ci_low)], [100 * (c.ci_high - c.mean_diff)]],
+                    color={"better": "green", "worse": "red"}.get(c.verdict, "k"), marker="o", capsize=6)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(range(len(result.comparisons)), [c.arm for c in result.comparisons], rotation=20)
+    ax.set(ylabel=f"test accuracy − {result.reference or 'reference'} (points)",
+           title="paired difference, mean and 95% CI")
+
+
 def figure(result: EvaluateResult) -> matplotlib.figure.Figure:
     arms = result.arms
-    cols = max(4, len(arms))
+    cols = max(5, len(arms))
     fig = plt.figure(figsize=(4.2 * cols, 8.5))
     grid = fig.add_gridspec(2, cols)
-    ax_seed, ax_loss, ax_acc, ax_shift = (fig.add_subplot(grid[0, i]) for i in range(4))
+    ax_seed, ax_diff, ax_loss, ax_acc, ax_shift = (fig.add_subplot(grid[0, i]) for i in range(5))
+    _paired_differences(ax_diff, result)
     epochs = np.arange(1, result.spec.evaluate.epochs + 1)
     for i, arm in enumerate(arms):
         color = f"C{i}"

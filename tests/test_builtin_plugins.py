@@ -57,7 +57,7 @@ def test_jacobian_estimate_is_unbiased_for_the_frobenius_norm():
     exact = 0.0
     for i in range(4):
         jac = jacrev(lambda xi: model(xi[None, None])[0, 0])(x[0, i].detach())  # [C, D]
-        exact += float((jac ** 2).sum()) / 4
+        exact += float((jac.detach() ** 2).sum()) / 4
     estimates = []
     for step in range(400):  # fresh projections each step
         ctx = BatchContext(x, y, model(x), seeds=[0], step=step)

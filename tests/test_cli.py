@@ -282,3 +282,19 @@ def test_every_builtin_plugin_end_to_end(tmp_path):
 def test_reproduce_refuses_an_unknown_arm_before_tuning(tmp_path):
     res = invoke("reproduce", "--arms", "baseline,gradnrom", "--trials", 1, "--out", tmp_path / "out")
     assert res.exit_code == 2 and "Did you mean 'gradnorm'" in res.output and not (tmp_path / "out").exists()
+
+
+def test_reference_option_changes_the_comparison(tmp_path):
+    spec = write(tmp_path, SEED_SPEC)
+    ok("evaluate", "--spec", spec, "--seeds", 2, "--epochs", 1, "--reference", "ssc", "--out", tmp_path)
+    result = results.load(tmp_path / "evaluate.json", EvaluateResult)
+    assert result.reference == "ssc" and [(c.arm, c.reference) for c in result.comparisons] == [("baseline", "ssc")]
+
+
+def test_any_optuna_storage_and_study_name(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    ok("tune", "baseline", "--trials", 2, "--epochs", 1, "--storage", storage, "--study-name", "mine",
+       "--out", tmp_path / "out")
+    study = optuna.load_study(study_name="mine", storage=storage)
+    assert len(study.trials) == 2 and not (tmp_path / "out" / "optuna.db").exists()
+    assert results.load(tmp_path / "out" / "tune-baseline.json", TuneResult).studies[0].storage == storage

@@ -1,0 +1,27 @@
+"""The benchmark runs at its tiny size (so it cannot rot); no time is asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_tiny_benchmark_writes_its_report(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT, env=os.environ | {"COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert [r["implementation"] for r in report["rows"]] == ["sscbench", "plain", "jacrev"]
+    assert report["machine"]["device"] == "cpu" and report["machine"]["cores"] >= 1
+    flops = report["model_flops_per_sample"]
+    assert report["matmul_flops"] > 0 and flops["ssc"] > flops["baseline"] > 0
+    for row in report["rows"]:
+        assert row["seconds_median"] > 0 and 0 < row["mfu"] and row["peak_rss_mb"] > 0
+    assert report["protocol"]["seconds"] > 0 and "sscbench reproduce" in report["protocol"]["command"]
+    assert "MFU" in done.stdout and "sscbench reproduce" in done.stdout
