@@ -30,9 +30,7 @@ class GradNorm(Regularizer):
     description = "Double backpropagation: lambda * mean squared norm of the target logit's input gradient."
     Params = GradNormParams
     search_space = {"lambda_gradnorm": SearchRange(low=1e-5, high=1e-1, log=True)}
+    weight = "lambda_gradnorm"
 
     def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return params["lambda_gradnorm"] * ctx.saliency.square().sum(-1).mean(-1)
-
-    def is_inactive(self, params: Mapping[str, torch.Tensor]) -> bool:
-        return bool((params["lambda_gradnorm"] == 0).all())

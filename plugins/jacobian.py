@@ -33,6 +33,7 @@ class Jacobian(Regularizer):
     description = "Hoffman et al. 2019: random-projection estimate of the input-output Jacobian's Frobenius norm."
     Params = JacobianParams
     search_space = {"lambda_jacobian": SearchRange(low=1e-5, high=1e-1, log=True)}
+    weight = "lambda_jacobian"
 
     def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         n_proj = int(params["projections"].max())
@@ -44,6 +45,3 @@ class Jacobian(Regularizer):
             (vj,) = torch.autograd.grad((ctx.logits * v[:, p]).sum(), ctx.inputs, create_graph=True)
             frob = frob + vj.square().sum(-1)
         return params["lambda_jacobian"] / 2 * (classes / n_proj) * frob.mean(-1)
-
-    def is_inactive(self, params: Mapping[str, torch.Tensor]) -> bool:
-        return bool((params["lambda_jacobian"] == 0).all())

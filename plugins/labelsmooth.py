@@ -30,11 +30,9 @@ class LabelSmooth(Regularizer):
     description = "Label smoothing as a loss term: epsilon * (CE against uniform - CE against the label)."
     Params = LabelSmoothParams
     search_space = {"epsilon": SearchRange(low=1e-3, high=0.5, log=True)}
+    weight = "epsilon"
 
     def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         logp = torch.log_softmax(ctx.logits, dim=-1)
         target = logp.gather(-1, ctx.labels.unsqueeze(-1)).squeeze(-1)
         return params["epsilon"] * (target - logp.mean(-1)).mean(-1)
-
-    def is_inactive(self, params: Mapping[str, torch.Tensor]) -> bool:
-        return bool((params["epsilon"] == 0).all())

@@ -32,10 +32,8 @@ class Spatial(Regularizer):
     description = "SSC without the FFT: class-wise variance of unit-normalised input-gradient maps."
     Params = SpatialParams
     search_space = {"lambda_spatial": SearchRange(low=1e-4, high=1.0, log=True)}
+    weight = "lambda_spatial"
 
     def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         maps = unit_normalize(ctx.saliency)
         return params["lambda_spatial"] * classwise_variance(maps, ctx.labels, ctx.num_classes)
-
-    def is_inactive(self, params: Mapping[str, torch.Tensor]) -> bool:
-        return bool((params["lambda_spatial"] == 0).all())

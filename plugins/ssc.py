@@ -38,9 +38,7 @@ class SSC(Regularizer):
     description = "Spectral Saliency Consistency: class-wise variance of normalised |rfft| of input gradients."
     Params = SSCParams
     search_space = {"lambda_ssc": SearchRange(low=1e-4, high=1.0, log=True)}
+    weight = "lambda_ssc"
 
     def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return params["lambda_ssc"] * ssc_penalty(ctx.saliency, ctx.labels, ctx.num_classes)
-
-    def is_inactive(self, params: Mapping[str, torch.Tensor]) -> bool:
-        return bool((params["lambda_ssc"] == 0).all())

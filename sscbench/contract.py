@@ -63,6 +63,8 @@ def check_declarations(plugin: Regularizer) -> None:
         raise ContractViolation(f"every hyperparameter needs a default: {exc}") from None
     if clash := set(plugin.param_names()) & set(OPTIMIZER_PARAMS):
         raise ContractViolation(f"Params must not declare {sorted(clash)}")
+    if plugin.weight is not None and plugin.weight not in plugin.param_names():
+        raise ContractViolation(f"weight names '{plugin.weight}', which Params lacks")
     for key, rng in plugin.search_space.items():
         if key not in plugin.param_names():
             raise ContractViolation(f"search_space names '{key}', which Params lacks")

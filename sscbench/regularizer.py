@@ -114,6 +114,9 @@ class Regularizer(ABC):
     description: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = NoParams
     search_space: ClassVar[Mapping[str, SearchRange]] = {}
+    #: The hyperparameter that scales the whole term, if there is one: where it is
+    #: 0 for every member, ``is_inactive`` says so and the trainer skips the term.
+    weight: ClassVar[str | None] = None
 
     @abstractmethod
     def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -130,10 +133,10 @@ class Regularizer(ABC):
     def is_inactive(self, params: Mapping[str, torch.Tensor]) -> bool:
         """True when the term is zero for every member (lets the trainer skip it).
 
-        The default says never; override it when a weight of 0 switches the
-        term off, so that ablations with the term off cost nothing extra.
+        The default answers from ``weight``: True when that hyperparameter is 0
+        for every member; never, for a plugin that declares no weight.
         """
-        return False
+        return self.weight is not None and bool((params[self.weight] == 0).all())
 
     # -- helpers the harness uses; plugins do not override these ------------
 

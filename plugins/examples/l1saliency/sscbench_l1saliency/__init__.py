@@ -26,10 +26,8 @@ class L1Saliency(Regularizer):
     description = "lambda * mean absolute input gradient of the target logit."
     Params = L1SaliencyParams
     search_space = {"lambda_l1": SearchRange(low=1e-5, high=1e-1, log=True)}
+    weight = "lambda_l1"
 
     def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         # ctx.saliency is [S, B, D]; reduce to one value per member
         return params["lambda_l1"] * ctx.saliency.abs().mean(dim=(1, 2))
-
-    def is_inactive(self, params: Mapping[str, torch.Tensor]) -> bool:
-        return bool((params["lambda_l1"] == 0).all())
