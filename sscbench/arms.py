@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from sscbench import registry, results
 from sscbench.regularizer import OPTIMIZER_PARAMS, Regularizer
-from sscbench.spec import ArmSpec
+from sscbench.spec import ArmSpec, RunSpec
 
 
 class ArmError(ValueError):
@@ -83,7 +83,10 @@ def tune_path(out: Path, regularizer: str) -> Path:
     return out / f"tune-{regularizer}.json"
 
 
-def _from_tuning(arm: ArmSpec, out: Path) -> tuple[dict[str, float], str, tuple[tuple[str, dict[str, float]], ...]]:
+StudyPicks = tuple[tuple[str, dict[str, float]], ...]  # (study name, its best params)
+
+
+def _from_tuning(arm: ArmSpec, out: Path, spec: RunSpec | None) -> tuple[dict[str, float], str, StudyPicks]:
     path = tune_path(out, arm.regularizer)
     if not path.exists():
         raise ArmError(
@@ -92,14 +95,26 @@ def _from_tuning(arm: ArmSpec, out: Path) -> tuple[dict[str, float], str, tuple[
             f"or give the arm's params in a spec file"
         )
     tuned = results.load(path, results.TuneResult)
+    if spec is not None:
+        for section in ("data", "model"):
+            if getattr(tuned.spec, section) != getattr(spec, section):
+                raise ArmError(
+                    f"arm '{arm.name}': {path} was tuned with a different [{section}] spec "
+                    f"({getattr(tuned.spec, section)!r}, here {getattr(spec, section)!r}); "
+                    f"re-run `sscbench tune {arm.regularizer}` with this spec, or give the arm's params"
+                )
     best = tuned.best
     studies = tuple((s.study_name, dict(s.best.params)) for s in tuned.studies if s.best is not None)
     source = f"tuned: {path} (study {tuned.best_study}, trial {best.number}, value {best.value:.4f})"
     return dict(best.params), source, studies if len(studies) > 1 else ()
 
 
-def resolve(arms: list[ArmSpec], out: Path) -> list[ResolvedArm]:
-    """Every arm resolved in the given order; ``from`` may refer to any arm of the list."""
+def resolve(arms: list[ArmSpec], out: Path, spec: RunSpec | None = None) -> list[ResolvedArm]:
+    """Every arm resolved in the given order; ``from`` may refer to any arm of the list.
+
+    Tuned hyperparameters are refused when they were tuned on other data or another
+    model than ``spec`` describes.
+    """
     by_name = {a.name: a for a in arms}
     done: dict[str, ResolvedArm] = {}
 
@@ -113,7 +128,7 @@ def resolve(arms: list[ArmSpec], out: Path) -> list[ResolvedArm]:
         except registry.PluginError as exc:
             raise ArmError(f"arm '{arm.name}': {exc}") from None
         where = f"arm '{arm.name}'"
-        studies: tuple[tuple[str, dict[str, float]], ...] = ()
+        studies: StudyPicks = ()
         if arm.from_ is not None:
             source_arm = visit(by_name[arm.from_], chain + (arm.name,))
             keep = set(OPTIMIZER_PARAMS) | set(plugin.param_names())
@@ -122,7 +137,7 @@ def resolve(arms: list[ArmSpec], out: Path) -> list[ResolvedArm]:
         elif arm.params is not None:
             values, source = dict(arm.params), "spec"
         else:
-            values, source, studies = _from_tuning(arm, out)
+            values, source, studies = _from_tuning(arm, out, spec)
         if arm.override:
             values.update(arm.override)
             source += " with override " + ", ".join(f"{k}={v:g}" for k, v in arm.override.items())

@@ -105,7 +105,7 @@ def evaluate(
     """Evaluate every arm of the spec; writes ``out/evaluate.json`` and ``out/evaluate.png``."""
     started = datetime.now(UTC)
     spec = expand_ablations(spec)
-    resolved = arms_mod.resolve(spec.evaluate.arms, out)
+    resolved = arms_mod.resolve(spec.evaluate.arms, out, spec)
     reference = reference_arm(spec)
     apply_runtime(spec)
     dataset = data.load(spec.data)

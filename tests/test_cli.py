@@ -298,3 +298,11 @@ def test_any_optuna_storage_and_study_name(tmp_path):
     study = optuna.load_study(study_name="mine", storage=storage)
     assert len(study.trials) == 2 and not (tmp_path / "out" / "optuna.db").exists()
     assert results.load(tmp_path / "out" / "tune-baseline.json", TuneResult).studies[0].storage == storage
+
+
+def test_tuned_hyperparameters_from_another_model_are_refused(tmp_path):
+    ok("tune", "baseline", "--trials", 1, "--epochs", 1, "--out", tmp_path)
+    other = write(tmp_path, "[model]\nhidden = [64]\n")
+    res = invoke("evaluate", "--arms", "baseline", "--spec", other, "--seeds", 1, "--epochs", 1, "--out", tmp_path)
+    assert res.exit_code == 2 and "different [model] spec" in res.output and "sscbench tune baseline" in res.output
+    assert not (tmp_path / "evaluate.json").exists()
