@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sscbench import registry, render, results, workflow
@@ -56,12 +57,12 @@ def refusals() -> Iterator[None]:
     try:
         yield
     except REFUSALS as exc:
-        errors.print(f"[bold red]error:[/bold red] {exc}", highlight=False, markup=True)
+        errors.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     except RuntimeError as exc:  # only the device check raises this before training
         if "CUDA" not in str(exc):
             raise
-        errors.print(f"[bold red]error:[/bold red] {exc}")
+        errors.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -78,9 +79,27 @@ def _command_line() -> str:
     return shlex.join(["sscbench", *sys.argv[1:]])
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+class _LazyBar:
+    """A rich progress bar that appears with the first update, so a refusal prints no bar."""
+
+    def __init__(self, description: str, total: int) -> None:
+        self.description, self.total = description, total
+        self.bar: Progress | None = None
+
+    def update(self, **fields: Any) -> None:
+        if self.bar is None:
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=console)
+            self.bar.start()
+            self.task = self.bar.add_task(self.description, total=self.total)
+        self.bar.update(self.task, **fields)
+
+    def __enter__(self) -> _LazyBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 @app.command("plugins")
@@ -92,15 +111,14 @@ def plugins_cmd() -> None:
 
 def _tune_one(spec: RunSpec, plugin: str, out: Path, storage: str | None, study_name: str | None) -> TuneResult:
     total = spec.tune.trials * spec.tune.studies
-    with _progress() as bar:
-        task = bar.add_task(f"tune {plugin}", total=total)
+    with _LazyBar(f"tune {plugin}", total) as bar:
         finished_studies = [0]
 
         def on_trial(done: TrialDone) -> None:
             best = "-" if done.best_value is None else f"{100 * done.best_value:.2f}%"
             if done.completed == done.total:
                 finished_studies[0] += 1
-            bar.update(task, completed=min(total, finished_studies[0] * spec.tune.trials
+            bar.update(completed=min(total, finished_studies[0] * spec.tune.trials
                                            + (done.completed if done.completed < done.total else 0)),
                        description=f"tune {plugin} (best validation {best})")
 
@@ -150,11 +168,10 @@ def _arms_override(spec_file: Path | None, arms: str | None) -> list[dict[str, A
 
 def _evaluate(spec: RunSpec, out: Path) -> EvaluateResult:
     groups = len({a.regularizer for a in workflow.expand_ablations(spec).evaluate.arms})
-    with _progress() as bar:
-        task = bar.add_task("evaluate", total=groups * spec.evaluate.epochs)
+    with _LazyBar("evaluate", groups * spec.evaluate.epochs) as bar:
 
         def on_epoch(label: str, epoch: int) -> None:
-            bar.update(task, advance=1, description=f"evaluate {label} × {spec.evaluate.seeds} seeds, "
+            bar.update(advance=1, description=f"evaluate {label} × {spec.evaluate.seeds} seeds, "
                                                     f"epoch {epoch + 1}/{spec.evaluate.epochs}")
 
         result, json_path, png_path = workflow.evaluate(spec, out, workflow.Progress(on_epoch=on_epoch),

@@ -6,6 +6,7 @@ What it is not: a printer; nothing here writes to the terminal.
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from sscbench import registry
@@ -28,14 +29,14 @@ def plugins_table() -> Table:
         try:
             plugin = registry.load(name)
         except registry.PluginError as exc:
-            table.add_row(name, f"{info.distribution} {info.version}", f"[red]fails to load: {exc}[/red]", "")
+            table.add_row(name, f"{info.distribution} {info.version}", f"[red]fails to load: {escape(str(exc))}[/red]", "")
             continue
         hp = []
         for key, default in plugin.defaults().items():
             rng = plugin.search_space.get(key)
             where = f"[{rng.low:g}, {rng.high:g}]{' log' if rng.log else ''}" if rng else "fixed"
             hp.append(f"{key} = {default:g}; {where}")
-        table.add_row(name, f"{info.distribution} {info.version}", plugin.description,
+        table.add_row(name, f"{info.distribution} {info.version}", escape(plugin.description),
                       "\n".join(hp) or "(none: lr and weight_decay only)")
     return table
 
@@ -47,7 +48,7 @@ def contract_table(name: str, checks: list) -> Table:
     table.add_column("result")
     table.add_column("detail", overflow="fold")
     for c in checks:
-        table.add_row(c.check, "[green]pass[/green]" if c.passed else "[red]FAIL[/red]", c.message)
+        table.add_row(c.check, "[green]pass[/green]" if c.passed else "[red]FAIL[/red]", escape(c.message))
     return table
 
 
