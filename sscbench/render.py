@@ -29,7 +29,8 @@ def plugins_table() -> Table:
         try:
             plugin = registry.load(name)
         except registry.PluginError as exc:
-            table.add_row(name, f"{info.distribution} {info.version}", f"[red]fails to load: {escape(str(exc))}[/red]", "")
+            failure = f"[red]fails to load: {escape(str(exc))}[/red]"
+            table.add_row(name, f"{info.distribution} {info.version}", failure, "")
             continue
         hp = []
         for key, default in plugin.defaults().items():
