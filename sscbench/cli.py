@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,7 +25,7 @@ from sscbench import registry, render, results, workflow
 from sscbench.arms import ArmError
 from sscbench.registry import PluginError
 from sscbench.results import EvaluateResult, ResultsError, TuneResult
-from sscbench.spec import RunSpec, SpecError, build_spec
+from sscbench.spec import EvaluateSpec, RunSpec, SpecError, TrainSpec, TuneSpec, build_spec
 from sscbench.tuning import TrialDone, TuningError
 
 app = typer.Typer(
@@ -45,10 +46,18 @@ errors = Console(stderr=True, soft_wrap=True)
 
 REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError)
 
+
+def _doc(model: type[BaseModel], field: str) -> str:
+    """An option's help from the spec field it sets: its description and default."""
+    info = model.model_fields[field]
+    default = info.get_default(call_default_factory=True)
+    return info.description if default is None else f"{info.description} (default: {default})"
+
+
 SpecOpt = Annotated[Path | None, typer.Option("--spec", help="TOML run spec; options override it.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for results files.")]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="'cpu' (default) or 'cuda[:N]'.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch intra-op threads.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help=_doc(TrainSpec, "device"))]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help=_doc(TrainSpec, "threads"))]
 
 
 @contextmanager
@@ -132,13 +141,13 @@ def _tune_one(spec: RunSpec, plugin: str, out: Path, storage: str | None, study_
 @app.command("tune")
 def tune_cmd(
     plugin: Annotated[str, typer.Argument(help="Regularizer plugin to tune (see `sscbench plugins`).")],
-    trials: Annotated[int | None, typer.Option(help="Completed trials per study [30].")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs per trial [15].")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="TPE sampler seed [0].")] = None,
-    studies: Annotated[int | None, typer.Option(help="Independent studies, seeds seed..seed+K-1 [1].")] = None,
-    round_size: Annotated[int | None, typer.Option(help="Trials trained together as one stack [10].")] = None,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL [sqlite:///OUT/optuna.db].")] = None,
-    study_name: Annotated[str | None, typer.Option(help="Study name [PLUGIN-sSEED-HASH].")] = None,
+    trials: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "trials"))] = None,
+    epochs: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help=_doc(TuneSpec, "sampler_seed"))] = None,
+    studies: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))] = None,
+    round_size: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "round_size"))] = None,
+    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite:///OUT/optuna.db).")] = None,
+    study_name: Annotated[str | None, typer.Option(help="Study name (default: PLUGIN-sSEED-HASH).")] = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
@@ -190,13 +199,13 @@ def _print_evaluation(result: EvaluateResult) -> None:
 
 @app.command("evaluate")
 def evaluate_cmd(
-    arms: Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names [baseline,ssc].")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Seeds 0..N-1 per arm [5].")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs per seed [30].")] = None,
-    reference: Annotated[str | None, typer.Option(help="Arm the others are compared with [baseline].")] = None,
+    arms: Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names (default: baseline,ssc).")] = None,
+    seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds"))] = None,
+    epochs: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "epochs"))] = None,
+    reference: Annotated[str | None, typer.Option(help=_doc(EvaluateSpec, "reference"))] = None,
     ablations: Annotated[bool | None, typer.Option(
         "--ablations/--no-ablations",
-        help="Add R-off for every regularized arm R: R's lr and weight decay, no regularizer.")] = None,
+        help=_doc(EvaluateSpec, "ablations"))] = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
@@ -215,14 +224,14 @@ def evaluate_cmd(
 
 @app.command("reproduce")
 def reproduce_cmd(
-    arms: Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names [baseline,ssc].")] = None,
-    trials: Annotated[int | None, typer.Option(help="Tuning trials per plugin [30].")] = None,
-    tune_epochs: Annotated[int | None, typer.Option(help="Epochs per tuning trial [15].")] = None,
-    seeds: Annotated[int | None, typer.Option(help="Evaluation seeds [5].")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Evaluation epochs [30].")] = None,
+    arms: Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names (default: baseline,ssc).")] = None,
+    trials: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "trials"))] = None,
+    tune_epochs: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))] = None,
+    seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds"))] = None,
+    epochs: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "epochs"))] = None,
     ablations: Annotated[bool | None, typer.Option(
-        "--ablations/--no-ablations", help="Add the R-off ablation arms to the evaluation.")] = None,
-    studies: Annotated[int | None, typer.Option(help="Tuning studies per plugin [1].")] = None,
+        "--ablations/--no-ablations", help=_doc(EvaluateSpec, "ablations"))] = None,
+    studies: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))] = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
