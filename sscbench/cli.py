@@ -57,6 +57,7 @@ def _doc(model: type[BaseModel], field: str) -> str:
 SpecOpt = Annotated[Path | None, typer.Option("--spec", help="TOML run spec; options override it.")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Folder for results files.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help=_doc(TrainSpec, "device"))]
+ArmsOpt = Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names (default: baseline,ssc).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help=_doc(TrainSpec, "threads"))]
 
 
@@ -199,7 +200,7 @@ def _print_evaluation(result: EvaluateResult) -> None:
 
 @app.command("evaluate")
 def evaluate_cmd(
-    arms: Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names (default: baseline,ssc).")] = None,
+    arms: ArmsOpt = None,
     seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds"))] = None,
     epochs: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "epochs"))] = None,
     reference: Annotated[str | None, typer.Option(help=_doc(EvaluateSpec, "reference"))] = None,
@@ -224,7 +225,7 @@ def evaluate_cmd(
 
 @app.command("reproduce")
 def reproduce_cmd(
-    arms: Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names (default: baseline,ssc).")] = None,
+    arms: ArmsOpt = None,
     trials: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "trials"))] = None,
     tune_epochs: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))] = None,
     seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds"))] = None,
