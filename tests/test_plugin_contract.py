@@ -29,7 +29,7 @@ def test_check_plugin_reports_every_check_passed(name):
 
 
 class _Leaky(Regularizer):
-    """Breaks three rules at once: wrong shape, members interact, global RNG."""
+    """Breaks two rules at once: one value for the whole stack, and torch's global RNG."""
 
     name = "leaky"
     description = "broken on purpose"
