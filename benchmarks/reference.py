@@ -52,12 +52,12 @@ def saliency_jacrev(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple
 
 def train_one(x: torch.Tensor, y: torch.Tensor, widths: list[int], seed: int, lr: float, wd: float,
               lambda_ssc: float, epochs: int, batch_size: int, saliency: str) -> nn.Module:
-    model = make_mlp(widths, seed)
+    model = make_mlp(widths, seed).to(x.device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     gen = torch.Generator().manual_seed(seed)
     compute = saliency_autograd if saliency == "plain" else saliency_jacrev
     for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=gen)
+        perm = torch.randperm(len(y), generator=gen).to(x.device)
         for lo in range(0, len(y), batch_size):
             idx = perm[lo:lo + batch_size]
             xb, yb = x[idx], y[idx]
