@@ -47,7 +47,7 @@ def saliency_jacrev(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple
         return functional_call(model, p, (xi[None],))[0]
 
     jac = vmap(jacrev(single, argnums=1), in_dims=(None, 0))(params, x)  # [B, C, D]
-    return model(x), jac[torch.arange(len(y)), y]
+    return model(x), jac[torch.arange(len(y), device=y.device), y]
 
 
 def train_one(x: torch.Tensor, y: torch.Tensor, widths: list[int], seed: int, lr: float, wd: float,
