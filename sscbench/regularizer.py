@@ -56,7 +56,7 @@ class BatchContext:
         self.inputs = inputs
         self.labels = labels
         self.logits = logits
-        self.seeds = list(seeds) if seeds is not None else list(range(inputs.shape[0]))
+        self.seeds = seeds if seeds is not None else range(inputs.shape[0])
         self.step = step
         self._saliency: torch.Tensor | None = None
 
