@@ -146,11 +146,12 @@ def test_evaluate_reads_tuned_hyperparameters(tmp_path):
 
 
 def test_reproduce_runs_the_whole_protocol_at_a_tiny_size(tmp_path):
-    ok("reproduce", "--trials", 2, "--tune-epochs", 1, "--seeds", 2, "--epochs", 1, "--out", tmp_path)
+    ok("reproduce", "--trials", 2, "--tune-epochs", 1, "--seeds", 2, "--epochs", 1, "--studies", 2, "--out", tmp_path)
     for name in ("tune-baseline.json", "tune-ssc.json", "evaluate.json", "evaluate.png"):
         assert (tmp_path / name).exists()
     result = results.load(tmp_path / "evaluate.json", EvaluateResult)
     assert [a.name for a in result.arms] == ["baseline", "ssc"]
+    assert all(len(a.tuning_spread.configs) == 2 for a in result.arms)
 
 
 def test_report_rerenders_from_saved_files(tmp_path):
