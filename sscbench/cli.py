@@ -274,10 +274,15 @@ def check_plugin_cmd(
 
 
 @app.command("report")
-def report_cmd(out: OutOpt = Path("results")) -> None:
+def report_cmd(
+    out: OutOpt = Path("results"),
+    reference: Annotated[str | None, typer.Option(
+        help="Compare against this arm instead (recomputed from the stored per-seed results; "
+             "the JSON file is left as it is).")] = None,
+) -> None:
     """Re-render the tables and the plot from existing results files (no training).
 
-    Example: sscbench report --out results
+    Example: sscbench report --out results   |   sscbench report --reference ssc
     """
     from sscbench import plot
 
@@ -288,6 +293,10 @@ def report_cmd(out: OutOpt = Path("results")) -> None:
             raise ResultsError(f"no results in {out}: run `sscbench tune PLUGIN` or `sscbench evaluate` first")
         loaded_tunes = [results.load(p, TuneResult) for p in tune_files]
         loaded_eval = results.load(evaluate_file, EvaluateResult) if evaluate_file.exists() else None
+        if reference is not None:
+            if loaded_eval is None:
+                raise ResultsError(f"--reference needs {evaluate_file}: run `sscbench evaluate` first")
+            loaded_eval = workflow.with_reference(loaded_eval, reference)
         for result in loaded_tunes:
             console.print(render.tune_table(result))
         if loaded_eval is not None:

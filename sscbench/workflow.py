@@ -119,3 +119,12 @@ def evaluate(
     results.save(result, json_path)
     plot.save_figure(result, png_path)
     return result, json_path, png_path
+
+
+def with_reference(result: EvaluateResult, reference: str) -> EvaluateResult:
+    """The same results compared against another arm (no training; the stored per-seed values)."""
+    names = [a.name for a in result.arms]
+    if reference not in names:
+        raise arms_mod.ArmError(f"reference arm '{reference}' is not among the arms ({', '.join(names)})")
+    return result.model_copy(update={"reference": reference,
+                                     "comparisons": evaluation.comparisons(result.arms, reference)})

@@ -307,3 +307,25 @@ def test_tuned_hyperparameters_from_another_model_are_refused(tmp_path):
     res = invoke("evaluate", "--arms", "baseline", "--spec", other, "--seeds", 1, "--epochs", 1, "--out", tmp_path)
     assert res.exit_code == 2 and "different [model] spec" in res.output and "sscbench tune baseline" in res.output
     assert not (tmp_path / "evaluate.json").exists()
+
+
+def test_report_can_compare_against_another_arm_without_training(tmp_path, monkeypatch):
+    spec = write(tmp_path, SEED_SPEC)
+    ok("evaluate", "--spec", spec, "--seeds", 3, "--epochs", 1, "--out", tmp_path)
+    before = (tmp_path / "evaluate.json").read_text()
+    from sscbench import trainer
+
+    monkeypatch.setattr(trainer, "_train_one_stack", lambda *a, **k: pytest.fail("report trained"))
+    res = ok("report", "--reference", "ssc", "--out", tmp_path)
+    assert "Paired comparison with 'ssc'" in res.output
+    assert (tmp_path / "evaluate.json").read_text() == before
+    stored = results.load(tmp_path / "evaluate.json", EvaluateResult)
+    from sscbench.workflow import with_reference
+
+    flipped = with_reference(stored, "ssc").comparisons[0]
+    original = stored.comparisons[0]
+    assert (flipped.arm, flipped.reference) == ("baseline", "ssc")
+    assert flipped.mean_diff == pytest.approx(-original.mean_diff)
+    assert flipped.p_ttest == pytest.approx(original.p_ttest)
+    bad = invoke("report", "--reference", "nope", "--out", tmp_path)
+    assert bad.exit_code == 2 and "reference arm 'nope'" in bad.output
