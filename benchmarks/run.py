@@ -189,7 +189,7 @@ def main() -> None:
 
     console = Console()
     spawn("sscbench", args, args.threads)  # warm the data cache outside the timings
-    peak = statistics.median(spawn("matmul", args, args.threads)["flops"] for _ in range(3))
+    peak = statistics.median(spawn("matmul", args, args.threads)["flops"] for _ in range(repeats))
     runs: dict[str, list[dict]] = {impl: [] for impl in IMPLS}
     for r in range(repeats):  # round-robin, so drift hits every implementation alike
         for impl in IMPLS:
