@@ -122,18 +122,22 @@ def plugins_cmd() -> None:
 def _tune_one(spec: RunSpec, plugin: str, out: Path, storage: str | None, study_name: str | None) -> TuneResult:
     total = spec.tune.trials * spec.tune.studies
     with _LazyBar(f"tune {plugin}", total) as bar:
-        finished_studies = [0]
+        state = {"studies_done": 0, "best": "-"}
 
         def on_trial(done: TrialDone) -> None:
-            best = "-" if done.best_value is None else f"{100 * done.best_value:.2f}%"
-            if done.completed == done.total:
-                finished_studies[0] += 1
-            bar.update(completed=min(total, finished_studies[0] * spec.tune.trials
-                                           + (done.completed if done.completed < done.total else 0)),
-                       description=f"tune {plugin} (best validation {best})")
+            state["best"] = "-" if done.best_value is None else f"{100 * done.best_value:.2f}%"
+            finished = done.completed == done.total
+            state["studies_done"] += finished
+            bar.update(completed=min(total, state["studies_done"] * spec.tune.trials
+                                     + (0 if finished else done.completed)),
+                       description=f"tune {plugin} (best validation {state['best']})")
+
+        def on_epoch(study: str, epoch: int) -> None:
+            bar.update(description=f"tune {plugin}: {study} epoch {epoch + 1}/{spec.tune.epochs} "
+                                   f"(best validation {state['best']})")
 
         result, path = workflow.tune(spec, plugin, out, storage, study_name,
-                                     workflow.Progress(on_trial=on_trial), _command_line())
+                                     workflow.Progress(on_trial=on_trial, on_epoch=on_epoch), _command_line())
     console.print(render.tune_table(result))
     console.print(f"wrote {path}")
     return result
