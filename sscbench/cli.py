@@ -26,6 +26,7 @@ from sscbench.arms import ArmError
 from sscbench.registry import PluginError
 from sscbench.results import EvaluateResult, ResultsError, TuneResult
 from sscbench.spec import EvaluateSpec, RunSpec, SpecError, TrainSpec, TuneSpec, build_spec
+from sscbench.trainer import DeviceError
 from sscbench.tuning import TrialDone, TuningError
 
 app = typer.Typer(
@@ -44,7 +45,7 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
-REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError)
+REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError, DeviceError)
 
 
 def _doc(model: type[BaseModel], field: str) -> str:
@@ -67,11 +68,6 @@ def refusals() -> Iterator[None]:
     try:
         yield
     except REFUSALS as exc:
-        errors.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
-    except RuntimeError as exc:  # only the device check raises this before training
-        if "CUDA" not in str(exc):
-            raise
         errors.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
 

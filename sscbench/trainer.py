@@ -54,10 +54,16 @@ class History:
     model: StackedMLP
 
 
+class DeviceError(RuntimeError):
+    """A device that was asked for but is not there."""
+
+
 def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device '{name}' was asked for but CUDA is not available here")
+        raise DeviceError(f"device '{name}' was asked for but CUDA is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"device '{name}' was asked for but only {torch.cuda.device_count()} GPU(s) exist")
     return device
 
 
