@@ -108,7 +108,3 @@ class StackedMLP:
         for w, b in zip(self.weights, self.biases):
             out += [w[index].detach().T.clone(), b[index].detach().clone()]
         return out
-
-    def flops_per_sample(self) -> int:
-        """Multiply-adds x 2 of one forward pass of one member on one sample."""
-        return 2 * sum(int(w.shape[1]) * int(w.shape[2]) for w in self.weights)

@@ -90,10 +90,6 @@ class BatchContext:
         ]
         return torch.stack(draws).to(self.inputs.device, self.inputs.dtype)
 
-    @property
-    def saliency_computed(self) -> bool:
-        return self._saliency is not None
-
 
 class Regularizer(ABC):
     """Base class of every regularizer plugin.

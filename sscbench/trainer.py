@@ -15,7 +15,6 @@ non-finite is marked diverged and stops updating; the others go on unaffected.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -49,8 +48,6 @@ class History:
     accuracy: dict[str, np.ndarray]
     diverged_at: list[int | None]  # epoch (0-based) in which a member diverged
     steps: int
-    samples: int  # training samples processed, summed over members
-    wall_seconds: float
     model: StackedMLP
 
 
@@ -169,8 +166,7 @@ def _concat(parts: list[History]) -> History:
         reg_term=np.concatenate([h.reg_term for h in parts]),
         accuracy={k: np.concatenate([h.accuracy[k] for h in parts]) for k in parts[0].accuracy},
         diverged_at=[d for h in parts for d in h.diverged_at],
-        steps=sum(h.steps for h in parts), samples=sum(h.samples for h in parts),
-        wall_seconds=sum(h.wall_seconds for h in parts),
+        steps=sum(h.steps for h in parts),
         model=StackedMLP(torch.cat([h.model.flat for h in parts]), parts[0].model.widths),
     )
 
@@ -216,7 +212,6 @@ def _train_one_stack(
     on_epoch: Callable[[int, StackedMLP, int], None] | None = None,
     first: int = 0,
 ) -> History:
-    start = time.perf_counter()
     device = resolve_device(spec.device)
     train = train.to(device)
     eval_sets = {k: v.to(device) for k, v in (eval_sets or {}).items()}
@@ -277,5 +272,4 @@ def _train_one_stack(
             on_epoch(epoch, model, first)
 
     model.requires_grad_(False)
-    return History(loss_hist, term_hist, acc_hist, diverged_at, steps, S * n * epochs,
-                   time.perf_counter() - start, model)
+    return History(loss_hist, term_hist, acc_hist, diverged_at, steps, model)

@@ -40,7 +40,3 @@ def test_forward_matches_each_member_run_alone():
         torch.testing.assert_close(out[s], ref(x[s]))
         torch.testing.assert_close(shared[s], ref(x[1]))
     assert out.shape == (3, 17, 10)
-
-
-def test_flops_per_sample():
-    assert StackedMLP.init(WIDTHS, [0]).flops_per_sample() == 2 * (40 * 256 + 256 * 256 + 256 * 10)
