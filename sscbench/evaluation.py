@@ -118,18 +118,17 @@ def summarise(arm: ResolvedArm, seeds: list[int], m: _Measured, rows: slice,
     h = m.history
     acc = h.accuracy["test"][rows]
     final = acc[:, -1]
-    finite = final[np.isfinite(final)]
+    summary = _summary(final)
     diverged = [seeds[i] for i, e in enumerate(h.diverged_at[rows]) if e is not None]
     return ArmResult(
         name=arm.name, regularizer=arm.regularizer, params=arm.params, params_source=arm.source,
         defaults_used=list(arm.defaults_used), seeds=seeds,
         test_accuracy=_list(final), diverged=diverged,
-        mean=float(finite.mean()) if finite.size else None,
-        std=float(finite.std(ddof=0)) if finite.size else None,
-        std_ddof1=float(finite.std(ddof=1)) if finite.size > 1 else None,
+        mean=summary.mean if summary else None, std=summary.std if summary else None,
+        std_ddof1=summary.std_ddof1 if summary else None,
         curves=Curves(train_loss=_rows(h.train_loss[rows]), reg_term=_rows(h.reg_term[rows]),
                       test_accuracy=_rows(acc)),
-        summary=_summary(final), diagnostics=_diagnostics(m, rows), tuning_spread=spread,
+        summary=summary, diagnostics=_diagnostics(m, rows), tuning_spread=spread,
     )
 
 
@@ -145,6 +144,24 @@ def _spread(configs: list[tuple[str, dict[str, float], np.ndarray]]) -> TuningSp
                         max=float(means.max()) if means.size else None)
 
 
+class _Configs:
+    """Distinct hyperparameter configurations of one stack, each owning ``seeds`` consecutive rows."""
+
+    def __init__(self, seeds: int) -> None:
+        self.seeds = seeds
+        self.configs: list[dict[str, float]] = []
+        self._index: dict[tuple[tuple[str, float], ...], int] = {}
+
+    def rows(self, params: dict[str, float]) -> slice:
+        """The rows of ``params``, added as a new configuration the first time it is seen."""
+        key = tuple(sorted(params.items()))
+        if key not in self._index:
+            self._index[key] = len(self.configs)
+            self.configs.append(params)
+        k = self._index[key]
+        return slice(k * self.seeds, (k + 1) * self.seeds)
+
+
 def run_evaluation(
     spec: RunSpec,
     arms: list[ResolvedArm],
@@ -157,24 +174,21 @@ def run_evaluation(
     out: dict[str, ArmResult] = {}
     for regularizer, group in groupby(sorted(arms, key=lambda a: a.regularizer), key=lambda a: a.regularizer):
         group = list(group)
-        configs: list[tuple[str, dict[str, float]]] = [(a.name, a.params) for a in group]
-        for arm in group:  # the other tuning studies' picks, for the spread across studies
-            configs += [(f"{arm.name}|{study}", params) for study, params in arm.studies]
+        # Each distinct configuration trains once: an arm and the tuning studies' picks (for the
+        # spread across studies) that share hyperparameters share their rows of the stack.
+        stack = _Configs(n)
+        arm_rows = {a.name: stack.rows(a.params) for a in group}
+        study_rows = {a.name: [(study, p, stack.rows(p)) for study, p in a.studies] for a in group}
         members = [Member(seed, p["lr"], p["weight_decay"], {k: v for k, v in p.items()
                                                               if k not in ("lr", "weight_decay")})
-                   for _, p in configs for seed in seeds]
+                   for p in stack.configs for seed in seeds]
         label = ", ".join(a.name for a in group)
         hook = (lambda epoch, label=label: on_epoch(label, epoch)) if on_epoch else None
         measured = _measure(spec, members, regularizer, dataset, hook)
-        index = {name: k for k, (name, _) in enumerate(configs)}
         for arm in group:
-            spread = None
-            if arm.studies:
-                spread = _spread([(study, params, _final(measured, slice(index[f"{arm.name}|{study}"] * n,
-                                                                          (index[f"{arm.name}|{study}"] + 1) * n)))
-                                  for study, params in arm.studies])
-            k = index[arm.name]
-            out[arm.name] = summarise(arm, seeds, measured, slice(k * n, (k + 1) * n), spread)
+            picks = study_rows[arm.name]
+            spread = _spread([(study, p, _final(measured, rows)) for study, p, rows in picks]) if picks else None
+            out[arm.name] = summarise(arm, seeds, measured, arm_rows[arm.name], spread)
     return [out[a.name] for a in arms]
 
 

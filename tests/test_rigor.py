@@ -105,7 +105,13 @@ def test_shift_accuracy_at_zero_is_accuracy(trained):
     torch.testing.assert_close(shifted[:, diagnostics.SHIFTS.index(3)], accuracy(model, rolled))
 
 
-def test_identical_arms_get_no_detectable_difference(tmp_path):
+def test_identical_arms_get_no_detectable_difference(tmp_path, monkeypatch):
+    from sscbench import evaluation
+
+    sizes = []
+    real = evaluation.train_stack
+    monkeypatch.setattr(evaluation, "train_stack", lambda train, widths, members, *a, **k: (
+        sizes.append(len(members)), real(train, widths, members, *a, **k))[1])
     spec = tmp_path / "spec.toml"
     spec.write_text('[[evaluate.arms]]\nname = "baseline"\nregularizer = "baseline"\n'
                     'params = { lr = 3e-3, weight_decay = 1e-3 }\n'
@@ -119,6 +125,7 @@ def test_identical_arms_get_no_detectable_difference(tmp_path):
                                                                       "no detectable difference", 0.0, 1.0)
     base, twin = result.arms
     assert base.test_accuracy == twin.test_accuracy  # paired seeds: same init, same batches
+    assert sizes == [3]  # one configuration, trained once for both arms
 
 
 def test_evaluate_stores_statistics_and_diagnostics(tmp_path):
