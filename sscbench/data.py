@@ -13,16 +13,17 @@ of them regenerates. ``make_dataset`` reseeds Python's and NumPy's global RNGs;
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from sscbench.results import write_atomic
 from sscbench.spec import DataSpec
 
 CACHE_FORMAT = 1  # bump when the cached file's layout changes
@@ -102,16 +103,10 @@ def _generate(args: dict[str, object]) -> dict[str, np.ndarray]:
     }
 
 
-def _write_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def load_arrays(spec: DataSpec, cache_dir: Path | None = None) -> dict[str, np.ndarray]:
@@ -121,7 +116,7 @@ def load_arrays(spec: DataSpec, cache_dir: Path | None = None) -> dict[str, np.n
         with np.load(path) as cached:
             return {k: cached[k] for k in cached.files}
     arrays = _generate(generation_args(spec))
-    _write_atomic(path, arrays)
+    write_atomic(path, _npz_bytes(arrays))  # a crash never leaves a truncated cache file
     return arrays
 
 
