@@ -60,6 +60,7 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Folder for results files.")
 DeviceOpt = Annotated[str | None, typer.Option("--device", help=_doc(TrainSpec, "device"))]
 ArmsOpt = Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names (default: baseline,ssc).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help=_doc(TrainSpec, "threads"))]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help=_doc(TrainSpec, "workers"))]
 
 
 @contextmanager
@@ -153,6 +154,7 @@ def tune_cmd(
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Tune one plugin with Optuna TPE; resumes an existing study up to --trials completed trials.
 
@@ -161,7 +163,7 @@ def tune_cmd(
     with refusals():
         spec = _spec(spec_file, tune={"trials": trials, "epochs": epochs, "sampler_seed": seed,
                                       "studies": studies, "round_size": round_size},
-                     train={"device": device, "threads": threads})
+                     train={"device": device, "threads": threads, "workers": workers})
         _tune_one(spec, plugin, out, storage, study_name)
 
 
@@ -211,6 +213,7 @@ def evaluate_cmd(
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Train the arms over seeds with their tuned (or given) hyperparameters; test accuracy per seed.
 
@@ -219,7 +222,7 @@ def evaluate_cmd(
     with refusals():
         spec = _spec(spec_file, evaluate={"seeds": seeds, "epochs": epochs, "reference": reference,
                                           "ablations": ablations, "arms": _arms_override(spec_file, arms)},
-                     train={"device": device, "threads": threads})
+                     train={"device": device, "threads": threads, "workers": workers})
         _evaluate(spec, out)
 
 
@@ -237,6 +240,7 @@ def reproduce_cmd(
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """The whole seed protocol: tune every arm's plugin (baseline and ssc by default), then evaluate.
 
@@ -246,7 +250,7 @@ def reproduce_cmd(
         spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs, "studies": studies},
                      evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations,
                                "arms": _arms_override(spec_file, arms)},
-                     train={"device": device, "threads": threads})
+                     train={"device": device, "threads": threads, "workers": workers})
         workflow.apply_runtime(spec)
         to_tune = [a.regularizer for a in spec.evaluate.arms if a.params is None and a.from_ is None]
         for plugin in dict.fromkeys(to_tune):  # in arm order, each once

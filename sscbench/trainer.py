@@ -10,12 +10,18 @@ What it is not: aware of any particular regularizer; it calls the plugin's
 Members never interact: the stack's loss is the sum of the members' losses, so
 each member's gradient is that of its own loss. A member whose loss becomes
 non-finite is marked diverged and stops updating; the others go on unaffected.
+Because of that, a stack can be cut into sub-stacks without changing what any
+member does: for memory (consecutive sub-stacks) and for the cores (sub-stacks
+trained at the same time in threads, each with its share of torch's intra-op
+threads; torch releases the GIL inside its kernels).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -160,7 +166,32 @@ def stack_capacity(widths: Sequence[int], batch_size: int, device: torch.device)
     return max(1, int(budget // bytes_per_member(widths, batch_size)))
 
 
+MAX_DEFAULT_WORKERS = 4  # every worker holds the GIL for its Python between kernels
+
+
+def worker_count(spec: TrainSpec, device: torch.device, members: int) -> int:
+    """Sub-stacks trained at once: ``spec.workers``, or one per intra-op thread on CPU (at most 4), 1 on CUDA."""
+    if spec.workers is not None:
+        wanted = spec.workers
+    elif device.type == "cpu":
+        wanted = min(torch.get_num_threads(), MAX_DEFAULT_WORKERS)
+    else:
+        wanted = 1
+    return max(1, min(wanted, members))
+
+
+def split_evenly(count: int, parts: int) -> list[range]:
+    """``parts`` consecutive ranges covering range(count), sizes differing by at most one, larger first."""
+    base, extra = divmod(count, parts)
+    bounds = [0]
+    for k in range(parts):
+        bounds.append(bounds[-1] + base + (k < extra))
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def _concat(parts: list[History]) -> History:
+    if len(parts) == 1:
+        return parts[0]
     return History(
         train_loss=np.concatenate([h.train_loss for h in parts]),
         reg_term=np.concatenate([h.reg_term for h in parts]),
@@ -169,6 +200,10 @@ def _concat(parts: list[History]) -> History:
         steps=sum(h.steps for h in parts),
         model=StackedMLP(torch.cat([h.model.flat for h in parts]), parts[0].model.widths),
     )
+
+
+class _Cancelled(Exception):
+    """A sub-stack stopped because another one failed or the user interrupted."""
 
 
 def train_stack(
@@ -185,20 +220,53 @@ def train_stack(
     """Train every member for ``epochs`` epochs; returns the recorded history.
 
     Members beyond what memory allows (``stack_capacity``, or ``capacity``) are
-    trained as consecutive stacks; members never interact, so the split does not
-    change what each member does. ``on_epoch(epoch, model, first)`` runs after
-    each epoch's evaluation (progress, diagnostics) with the stack being trained
-    and the index of its first member in ``members``; it must not change the model.
+    trained as consecutive stacks, and each of those is cut into
+    ``worker_count`` sub-stacks trained at the same time; members never
+    interact, so neither cut changes what a member does. ``on_epoch(epoch,
+    model, first)`` runs after each epoch's evaluation of each sub-stack
+    (progress, diagnostics) with that sub-stack and the index of its first
+    member in ``members``; calls never overlap, and it must not change the model.
     """
     if not members:
         raise ValueError("a stack needs at least one member")
     device = resolve_device(spec.device)
     limit = capacity or stack_capacity(widths, spec.batch_size, device)
-    if len(members) <= limit:
-        return _train_one_stack(train, widths, members, regularizer, epochs, spec, eval_sets, on_epoch)
-    return _concat([_train_one_stack(train, widths, members[first:first + limit], regularizer, epochs, spec,
-                                     eval_sets, on_epoch, first)
-                     for first in range(0, len(members), limit)])
+    args = (train, widths, regularizer, epochs, spec, eval_sets, on_epoch)
+    return _concat([_train_concurrently(members[first:first + limit], first, device, *args)
+                    for first in range(0, len(members), limit)])
+
+
+def _train_concurrently(members: Sequence[Member], first: int, device: torch.device, train: Split,
+                        widths: Sequence[int], regularizer: Regularizer, epochs: int, spec: TrainSpec,
+                        eval_sets: Mapping[str, Split] | None,
+                        on_epoch: Callable[[int, StackedMLP, int], None] | None) -> History:
+    workers = worker_count(spec, device, len(members))
+    if workers == 1:
+        return _train_one_stack(train, widths, members, regularizer, epochs, spec, eval_sets, on_epoch, first)
+    lock, stop = threading.Lock(), threading.Event()
+
+    def hook(epoch: int, model: StackedMLP, start: int) -> None:
+        with lock:
+            on_epoch(epoch, model, start)  # type: ignore[misc]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // workers))  # process-wide; restored below
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sscbench-stack") as pool:
+            futures = [pool.submit(_train_one_stack, train, widths, members[part.start:part.stop], regularizer,
+                                   epochs, spec, eval_sets, hook if on_epoch else None, first + part.start, stop)
+                       for part in split_evenly(len(members), workers)]
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            finally:
+                stop.set()  # on an error or Ctrl-C the other sub-stacks stop at their next step
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            real = [e for e in errors if not isinstance(e, _Cancelled)]
+            if errors:
+                raise (real or errors)[0]
+            return _concat([f.result() for f in futures])
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _train_one_stack(
@@ -211,6 +279,7 @@ def _train_one_stack(
     eval_sets: Mapping[str, Split] | None = None,
     on_epoch: Callable[[int, StackedMLP, int], None] | None = None,
     first: int = 0,
+    stop: threading.Event | None = None,
 ) -> History:
     device = resolve_device(spec.device)
     train = train.to(device)
@@ -239,6 +308,8 @@ def _train_one_stack(
         loss_sum = torch.zeros(S, device=device)
         term_sum = torch.zeros(S, device=device)
         for lo in range(0, n, bs):
+            if stop is not None and stop.is_set():
+                raise _Cancelled
             idx = order[:, lo:lo + bs]
             x = train.x[idx].requires_grad_(True)  # [S, B, D]: gathered for the whole stack at once
             y = train.y[idx]

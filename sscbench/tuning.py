@@ -61,7 +61,7 @@ def default_study_name(spec: RunSpec, plugin: Regularizer, sampler_seed: int) ->
     """
     key = "|".join([
         spec.data.model_dump_json(), spec.model.model_dump_json(),
-        spec.train.model_dump_json(exclude={"device", "threads"}),
+        spec.train.model_dump_json(exclude={"device", "threads", "workers"}),
         spec.tune.model_dump_json(include={"epochs", "model_seed", "lr", "weight_decay"}),
         repr(sorted((k, v.model_dump_json()) for k, v in plugin.search_space.items())),
         repr(sorted(fixed_params(plugin).items())),

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sscbench import registry
+from sscbench import registry, trainer
 from sscbench.data import Split
 from sscbench.spec import TrainSpec
-from sscbench.trainer import Member, epoch_order, train_stack
+from sscbench.trainer import Member, epoch_order, split_evenly, train_stack, worker_count
 
 WIDTHS = [40, 32, 32, 10]
 SPEC = TrainSpec(batch_size=16)
@@ -126,8 +126,9 @@ def test_a_stack_larger_than_memory_allows_is_split_without_changing_results(sma
     ssc = registry.load("ssc")
     members = [Member(s, 1e-3 * (s + 1), 1e-3, {"lambda_ssc": 0.1 * s}) for s in range(5)]
     seen: list[tuple[int, int, int]] = []
-    whole = train_stack(small, WIDTHS, members, ssc, 2, SPEC, {"val": small})
-    split = train_stack(small, WIDTHS, members, ssc, 2, SPEC, {"val": small},
+    one_worker = TrainSpec(batch_size=16, workers=1)
+    whole = train_stack(small, WIDTHS, members, ssc, 2, one_worker, {"val": small})
+    split = train_stack(small, WIDTHS, members, ssc, 2, one_worker, {"val": small},
                         on_epoch=lambda e, model, first: seen.append((e, first, model.size)), capacity=2)
     assert seen == [(0, 0, 2), (1, 0, 2), (0, 2, 2), (1, 2, 2), (0, 4, 1), (1, 4, 1)]
     assert split.model.size == 5 and split.train_loss.shape == (5, 2)
@@ -143,3 +144,52 @@ def test_stack_capacity_follows_free_memory(monkeypatch):
     assert trainer.stack_capacity([40, 256, 256, 10], 128, torch.device("cpu")) == 5
     monkeypatch.setattr(trainer, "free_memory_bytes", lambda device: 0)
     assert trainer.stack_capacity([40, 256, 256, 10], 128, torch.device("cpu")) == 1
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_sub_stacks_trained_at_once_give_the_same_results(small, workers):
+    ssc = registry.load("ssc")
+    members = [Member(s % 2, 1e-3 * (s + 1), 1e-3, {"lambda_ssc": 0.1 * s}) for s in range(5)]
+    seen: list[tuple[int, int, int]] = []
+    alone = train_stack(small, WIDTHS, members, ssc, 2, TrainSpec(batch_size=16, workers=1), {"val": small})
+    threads = torch.get_num_threads()
+    together = train_stack(small, WIDTHS, members, ssc, 2, TrainSpec(batch_size=16, workers=workers), {"val": small},
+                           on_epoch=lambda e, model, first: seen.append((e, first, model.size)))
+    assert torch.get_num_threads() == threads  # restored after the workers finish
+    parts = split_evenly(5, workers)
+    assert sorted(seen) == sorted((e, p.start, len(p)) for p in parts for e in range(2))
+    assert together.model.size == 5 and together.diverged_at == alone.diverged_at
+    np.testing.assert_array_equal(together.accuracy["val"], alone.accuracy["val"])
+    torch.testing.assert_close(together.model.flat, alone.model.flat)
+    np.testing.assert_allclose(together.train_loss, alone.train_loss, rtol=1e-6)
+
+
+def test_an_error_in_one_sub_stack_stops_the_others_and_is_raised(small):
+    calls: list[int] = []
+
+    def hook(epoch, model, first):
+        calls.append(first)
+        if first == 0:
+            raise ValueError("boom in the first sub-stack")
+
+    threads = torch.get_num_threads()
+    with pytest.raises(ValueError, match="boom"):
+        train_stack(small, WIDTHS, [Member(s, 1e-3, 0.0) for s in range(4)], registry.load("baseline"), 50,
+                    TrainSpec(batch_size=16, workers=2), on_epoch=hook)
+    assert torch.get_num_threads() == threads
+    assert len(calls) < 10  # the other sub-stack stopped long before its 50 epochs
+
+
+def test_worker_count_and_even_split(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert worker_count(TrainSpec(), cpu, 10) == 2
+    assert worker_count(TrainSpec(), cpu, 1) == 1
+    assert worker_count(TrainSpec(workers=3), cpu, 10) == 3
+    assert worker_count(TrainSpec(workers=8), cpu, 5) == 5
+    assert worker_count(TrainSpec(), cuda, 10) == 1
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 64)
+    assert worker_count(TrainSpec(), cpu, 10) == trainer.MAX_DEFAULT_WORKERS
+    assert split_evenly(5, 2) == [range(0, 3), range(3, 5)]
+    assert split_evenly(10, 3) == [range(0, 4), range(4, 7), range(7, 10)]
+    assert split_evenly(2, 2) == [range(0, 1), range(1, 2)]
