@@ -7,10 +7,13 @@ description. Implementations run round-robin, each repeat in a fresh worker
 process (so peak memory is its own), all in one invocation.
 
 MFU = model training FLOP/s / dense float32 matmul FLOP/s of this machine,
-measured in the same run with the same thread count. Model FLOPs per sample
-are counted by ``torch.utils.flop_counter`` on one plain training step (one
-forward, one saliency backward with create_graph, one backward), so every
-implementation is charged the same useful work.
+measured in the same run with the same thread count: both through
+``torch.matmul`` (torch's BLAS) and through oneDNN (``torch.ops.mkldnn``, where
+this torch has it), since on some CPUs one library is much faster than the
+other; MFU is reported against each. Model FLOPs per sample are counted by
+``torch.utils.flop_counter`` on one plain training step (one forward, one
+saliency backward with create_graph, one backward), so every implementation
+is charged the same useful work.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ SIZES = {
                 "samples": 7000, "repeats": 3},
     "tiny": {"work": [("baseline", 2, 1), ("ssc", 2, 1)], "samples": 512, "repeats": 1},
 }
-IMPLS = ("sscbench", "plain", "jacrev")
+# implementation -> sscbench's TrainSpec.workers (unused by the reference loops)
+IMPLS = {"sscbench": 1, "sscbench --workers 2": 2, "plain": 1, "jacrev": 1}
 
 
 def cpu_name() -> str:
@@ -78,10 +82,11 @@ def run_work(impl: str, size: str, device: str) -> float:
     start = time.perf_counter()
     for regularizer, models, epochs in cfg["work"]:
         lam = HP["lambda_ssc"] if regularizer == "ssc" else 0.0
-        if impl == "sscbench":
+        if impl.startswith("sscbench"):
             params = {"lambda_ssc": lam} if regularizer == "ssc" else {}
             members = [Member(s, HP["lr"], HP["weight_decay"], params) for s in range(models)]
-            train_stack(Split(x, y), widths, members, registry.load(regularizer), epochs, TrainSpec(device=device))
+            train_stack(Split(x, y), widths, members, registry.load(regularizer), epochs,
+                        TrainSpec(device=device, workers=IMPLS[impl]))
         else:
             for s in range(models):
                 reference.train_one(x, y, widths, s, HP["lr"], HP["weight_decay"], lam, epochs, 128, impl)
@@ -110,19 +115,28 @@ def flops_per_sample(regularizer: str, device: str) -> float:
     return counter.get_total_flops() / 128
 
 
-def matmul_flops(device: str, n: int = 2048, repeats: int = 10) -> float:
-    """Dense float32 matmul FLOP/s (median over repeats) with the current threads."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def _median_seconds(fn, device: str, repeats: int) -> float:
     times = []
     for _ in range(repeats + 2):
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t = time.perf_counter()
-        a @ b
+        fn()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times[2:])
+    return statistics.median(times[2:])
+
+
+def matmul_flops(device: str, n: int = 2048, repeats: int = 10) -> dict[str, float]:
+    """Dense float32 n x n matmul FLOP/s (median over repeats) with the current threads, per library."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    out = {"torch.matmul": 2 * n**3 / _median_seconds(lambda: a @ b, device, repeats)}
+    onednn = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if device == "cpu" else None
+    if onednn is not None and torch.backends.mkldnn.is_available():
+        bt = b.t().contiguous()
+        out["oneDNN"] = 2 * n**3 / _median_seconds(lambda: onednn(a, bt, None, "none", [], ""), device, repeats)
+    return out
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -141,15 +155,6 @@ def spawn(kind: str, args: argparse.Namespace, threads: int) -> dict:
            "--threads", str(threads)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def spawn_pair(args: argparse.Namespace) -> float:
-    """Two 1-thread sscbench workers, each doing the whole work, at once: wall seconds of the slower."""
-    cmd = [sys.executable, __file__, "--worker", "sscbench", "--size", args.size, "--device", args.device,
-           "--threads", "1"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(2)]
-    outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
-    return max(o["seconds"] for o in outs)
 
 
 def protocol_run(args: argparse.Namespace) -> dict:
@@ -189,24 +194,27 @@ def main() -> None:
 
     console = Console()
     spawn("sscbench", args, args.threads)  # warm the data cache outside the timings
-    peak = statistics.median(spawn("matmul", args, args.threads)["flops"] for _ in range(repeats))
+    matmuls = [spawn("matmul", args, args.threads)["flops"] for _ in range(repeats)]
+    peaks = {lib: statistics.median(m[lib] for m in matmuls) for lib in matmuls[0]}
+    best = max(peaks.values())
     runs: dict[str, list[dict]] = {impl: [] for impl in IMPLS}
     for r in range(repeats):  # round-robin, so drift hits every implementation alike
         for impl in IMPLS:
             runs[impl].append(spawn(impl, args, args.threads))
             console.log(f"repeat {r + 1}/{repeats} {impl}: {runs[impl][-1]['seconds']:.2f} s")
-    one_thread = [spawn("sscbench", args, 1)["seconds"] for _ in range(repeats)]
-    two_workers = [spawn_pair(args) for _ in range(repeats)]  # the other way to use both cores
 
     samples = {reg: sum(m * e for r, m, e in cfg["work"] if r == reg) * cfg["samples"] for reg in ("baseline", "ssc")}
-    model_flops = sum(samples[reg] * flops_per_sample(reg, args.device) for reg in samples)
+    per_sample = {reg: flops_per_sample(reg, args.device) for reg in samples}
+    model_flops = sum(samples[reg] * per_sample[reg] for reg in samples)
     total_samples = sum(samples.values())
     rows = []
     for impl in IMPLS:
         secs = statistics.median(r["seconds"] for r in runs[impl])
         rows.append({"implementation": impl, "seconds_median": secs,
                      "seconds_all": [r["seconds"] for r in runs[impl]],
-                     "samples_per_second": total_samples / secs, "mfu": model_flops / secs / peak,
+                     "samples_per_second": total_samples / secs,
+                     "mfu": model_flops / secs / best,
+                     "mfu_per_library": {lib: model_flops / secs / f for lib, f in peaks.items()},
                      "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[impl])})
     ours = rows[0]["seconds_median"]
     for row in rows:
@@ -215,17 +223,16 @@ def main() -> None:
 
     table = Table(title=f"Same work ({args.size}): {cfg['work']} on {cfg['samples']} samples, "
                         f"{args.threads} threads, {args.device}")
-    for col in ("implementation", "wall s (median)", "samples/s", "MFU", "peak RSS MB", "sscbench speed-up"):
+    mfu_cols = [f"MFU vs {lib}" for lib in peaks]
+    for col in ("implementation", "wall s (median)", "samples/s", *mfu_cols, "peak RSS MB", "sscbench speed-up"):
         table.add_column(col, justify="right")
     for row in rows:
         table.add_row(row["implementation"], f"{row['seconds_median']:.2f}", f"{row['samples_per_second']:,.0f}",
-                      f"{100 * row['mfu']:.1f}%", f"{row['peak_rss_mb']:.0f}", f"{row['speedup_of_sscbench']:.2f}x")
+                      *(f"{100 * row['mfu_per_library'][lib]:.1f}%" for lib in peaks),
+                      f"{row['peak_rss_mb']:.0f}", f"{row['speedup_of_sscbench']:.2f}x")
     console.print(table)
-    pair = statistics.median(two_workers)
-    console.print(f"matmul peak: {peak / 1e9:.1f} GFLOP/s. Using the cores: sscbench with 1 thread "
-                  f"{statistics.median(one_thread):.2f} s ({statistics.median(one_thread) / ours:.2f}x the "
-                  f"{args.threads}-thread time); two 1-thread workers doing the work twice take {pair:.2f} s, "
-                  f"i.e. {pair / 2:.2f} s per unit of work against {ours:.2f} s for one {args.threads}-thread process")
+    console.print("dense float32 matmul, " + ", ".join(f"{lib}: {f / 1e9:.1f} GFLOP/s" for lib, f in peaks.items())
+                  + "; the MFU recorded is against the faster")
     if protocol:
         console.print(f"{protocol['command']}: {protocol['seconds']:.1f} s wall, "
                       f"peak RSS {protocol['peak_rss_mb']:.0f} MB")
@@ -235,9 +242,8 @@ def main() -> None:
                     "python": platform.python_version(),
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
         "size": args.size, "work": cfg["work"], "samples_per_epoch": cfg["samples"], "repeats": repeats,
-        "matmul_flops": peak, "model_flops_per_sample": {r: flops_per_sample(r, args.device) for r in samples},
-        "rows": rows, "sscbench_one_thread_seconds": one_thread,
-        "two_one_thread_workers_seconds_for_twice_the_work": two_workers, "protocol": protocol,
+        "matmul_flops": best, "matmul_flops_per_library": peaks, "model_flops_per_sample": per_sample,
+        "rows": rows, "protocol": protocol,
     }
     from sscbench.results import write_atomic
 

@@ -166,18 +166,9 @@ def stack_capacity(widths: Sequence[int], batch_size: int, device: torch.device)
     return max(1, int(budget // bytes_per_member(widths, batch_size)))
 
 
-MAX_DEFAULT_WORKERS = 4  # every worker holds the GIL for its Python between kernels
-
-
-def worker_count(spec: TrainSpec, device: torch.device, members: int) -> int:
-    """Sub-stacks trained at once: ``spec.workers``, or one per intra-op thread on CPU (at most 4), 1 on CUDA."""
-    if spec.workers is not None:
-        wanted = spec.workers
-    elif device.type == "cpu":
-        wanted = min(torch.get_num_threads(), MAX_DEFAULT_WORKERS)
-    else:
-        wanted = 1
-    return max(1, min(wanted, members))
+def worker_count(spec: TrainSpec, members: int) -> int:
+    """Sub-stacks trained at once: ``spec.workers`` (default 1), never more than there are members."""
+    return max(1, min(spec.workers or 1, members))
 
 
 def split_evenly(count: int, parts: int) -> list[range]:
@@ -240,7 +231,7 @@ def _train_concurrently(members: Sequence[Member], first: int, device: torch.dev
                         widths: Sequence[int], regularizer: Regularizer, epochs: int, spec: TrainSpec,
                         eval_sets: Mapping[str, Split] | None,
                         on_epoch: Callable[[int, StackedMLP, int], None] | None) -> History:
-    workers = worker_count(spec, device, len(members))
+    workers = worker_count(spec, len(members))
     if workers == 1:
         return _train_one_stack(train, widths, members, regularizer, epochs, spec, eval_sets, on_epoch, first)
     lock, stop = threading.Lock(), threading.Event()

@@ -17,10 +17,12 @@ def test_tiny_benchmark_writes_its_report(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, env=os.environ | {"COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
-    assert [r["implementation"] for r in report["rows"]] == ["sscbench", "plain", "jacrev"]
+    assert [r["implementation"] for r in report["rows"]] == ["sscbench", "sscbench --workers 2", "plain", "jacrev"]
     assert report["machine"]["device"] == "cpu" and report["machine"]["cores"] >= 1
     flops = report["model_flops_per_sample"]
     assert report["matmul_flops"] > 0 and flops["ssc"] > flops["baseline"] > 0
+    peaks = report["matmul_flops_per_library"]
+    assert "torch.matmul" in peaks and report["matmul_flops"] == max(peaks.values())
     for row in report["rows"]:
         assert row["seconds_median"] > 0 and 0 < row["mfu"] and row["peak_rss_mb"] > 0
     assert report["protocol"]["seconds"] > 0 and "sscbench reproduce" in report["protocol"]["command"]

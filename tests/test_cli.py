@@ -329,3 +329,21 @@ def test_report_can_compare_against_another_arm_without_training(tmp_path, monke
     assert flipped.p_ttest == pytest.approx(original.p_ttest)
     bad = invoke("report", "--reference", "nope", "--out", tmp_path)
     assert bad.exit_code == 2 and "reference arm 'nope'" in bad.output
+
+
+def test_workers_change_speed_not_what_the_results_mean(tmp_path):
+    """Sub-stacks trained at once (--workers 2) tune and evaluate as one stack does, to float tolerance."""
+    outputs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        ok("reproduce", "--trials", 4, "--tune-epochs", 1, "--seeds", 3, "--epochs", 2, "--workers", workers,
+           "--out", out)
+        trials = results.load(out / "tune-ssc.json", TuneResult).studies[0].trials
+        evaluated = results.load(out / "evaluate.json", EvaluateResult)
+        assert evaluated.spec.train.workers == workers
+        outputs[workers] = ([t.params for t in trials], [t.value for t in trials],
+                            [a.test_accuracy for a in evaluated.arms])
+    (params1, values1, acc1), (params2, values2, acc2) = outputs[1], outputs[2]
+    assert params1 == params2  # the same proposals: one round of 4 is asked before any result
+    np.testing.assert_allclose(values1, values2, atol=1e-3)  # 1e-3 = one validation sample
+    np.testing.assert_allclose(acc1, acc2, atol=1e-3)
