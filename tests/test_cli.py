@@ -176,6 +176,7 @@ REFUSED_SPECS = {
                                'params = { lr = 1e-3, weight_decay = 0.0, lambda_ssc = 1.0 }\n', "lambda_ssc"),
     "unknown plugin": ('[[evaluate.arms]]\nname = "x"\nregularizer = "scc"\n', "Did you mean 'ssc'"),
     "malformed TOML": ("[evaluate\nseeds = 3\n", "malformed TOML"),
+    "zero workers": ("[train]\nworkers = 0\n", "train.workers"),
 }
 
 
@@ -191,6 +192,12 @@ def test_bad_specs_are_refused_before_training(tmp_path, case):
     if case not in ("unknown hyperparameter", "unknown plugin"):
         assert str(spec) in res.output  # the message names the file
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_zero_workers_option_is_refused(tmp_path):
+    res = invoke("evaluate", "--workers", 0, "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "train.workers" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_spec_file_is_refused(tmp_path):
