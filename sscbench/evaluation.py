@@ -27,7 +27,7 @@ from sscbench.data import Dataset, Split
 from sscbench.model import StackedMLP
 from sscbench.results import ArmResult, Curves, Diagnostics, StudyConfig, TuningSpread, finite_or_none
 from sscbench.spec import RunSpec
-from sscbench.trainer import History, Member, member_hyperparameters, train_stack
+from sscbench.trainer import History, Member, member_hyperparameters, train_stack, whole_stack_epochs
 
 
 def _list(a: np.ndarray) -> list[float | None]:
@@ -67,12 +67,14 @@ def _measure(spec: RunSpec, members: list[Member], regularizer: str, dataset: Da
     seeds = [m.seed for m in members]
     ratios = np.full((len(members), spec.evaluate.epochs), np.nan)
 
+    progress = whole_stack_epochs(len(members), on_epoch) if on_epoch is not None else None
+
     def hook(epoch: int, model: StackedMLP, first: int) -> None:
         rows = slice(first, first + model.size)
         part = {k: v[rows] for k, v in hp.items()}
         ratios[rows, epoch] = diagnostics.gradient_norm_ratio(model, plugin, part, probe, seeds[rows]).numpy()
-        if on_epoch is not None and first + model.size == len(members):
-            on_epoch(epoch)
+        if progress is not None:
+            progress(epoch, model, first)
 
     history = train_stack(dataset.train, widths, members, plugin, spec.evaluate.epochs, spec.train,
                           {"test": dataset.test}, hook)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -191,6 +192,22 @@ def _concat(parts: list[History]) -> History:
         steps=sum(h.steps for h in parts),
         model=StackedMLP(torch.cat([h.model.flat for h in parts]), parts[0].model.widths),
     )
+
+
+def whole_stack_epochs(size: int, report: Callable[[int], None]) -> Callable[[int, StackedMLP, int], None]:
+    """An ``on_epoch`` hook calling ``report(epoch)`` once all ``size`` members have finished that epoch.
+
+    Sub-stacks (for memory or for workers) report their epochs separately;
+    this turns those reports into one per epoch of the whole stack, for progress.
+    """
+    done: Counter[int] = Counter()
+
+    def hook(epoch: int, model: StackedMLP, first: int) -> None:
+        done[epoch] += model.size
+        if done[epoch] == size:
+            report(epoch)
+
+    return hook
 
 
 class _Cancelled(Exception):

@@ -11,7 +11,7 @@ from torch import nn
 from sscbench import registry
 from sscbench.data import Split
 from sscbench.spec import TrainSpec
-from sscbench.trainer import Member, epoch_order, split_evenly, train_stack, worker_count
+from sscbench.trainer import Member, epoch_order, split_evenly, train_stack, whole_stack_epochs, worker_count
 
 WIDTHS = [40, 32, 32, 10]
 SPEC = TrainSpec(batch_size=16)
@@ -187,3 +187,21 @@ def test_worker_count_and_even_split():
     assert split_evenly(5, 2) == [range(0, 3), range(3, 5)]
     assert split_evenly(10, 3) == [range(0, 4), range(4, 7), range(7, 10)]
     assert split_evenly(2, 2) == [range(0, 1), range(1, 2)]
+
+
+def test_progress_reports_each_epoch_once_when_the_whole_stack_has_done_it(small):
+    events: list[tuple[str, int, int]] = []
+    progress = whole_stack_epochs(5, lambda epoch: events.append(("stack", epoch, 0)))
+
+    def hook(epoch, model, first):
+        events.append(("part", epoch, model.size))
+        progress(epoch, model, first)
+
+    train_stack(small, WIDTHS, [Member(s, 1e-3, 0.0) for s in range(5)], registry.load("baseline"), 2,
+                TrainSpec(batch_size=16, workers=2), on_epoch=hook, capacity=4)
+    reports = [e for e in events if e[0] == "stack"]
+    assert reports == [("stack", 0, 0), ("stack", 1, 0)]
+    # a stack epoch is reported only after all five members have finished it
+    for epoch in (0, 1):
+        at = events.index(("stack", epoch, 0))
+        assert sum(size for kind, e, size in events[:at] if kind == "part" and e == epoch) == 5
