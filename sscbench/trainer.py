@@ -168,8 +168,8 @@ def stack_capacity(widths: Sequence[int], batch_size: int, device: torch.device)
 
 
 def worker_count(spec: TrainSpec, members: int) -> int:
-    """Sub-stacks trained at once: ``spec.workers`` (default 1), never more than there are members."""
-    return max(1, min(spec.workers or 1, members))
+    """Sub-stacks trained at once: ``spec.workers``, never more than there are members."""
+    return min(spec.workers, members)
 
 
 def split_evenly(count: int, parts: int) -> list[range]:
@@ -240,11 +240,11 @@ def train_stack(
     device = resolve_device(spec.device)
     limit = capacity or stack_capacity(widths, spec.batch_size, device)
     args = (train, widths, regularizer, epochs, spec, eval_sets, on_epoch)
-    return _concat([_train_concurrently(members[first:first + limit], first, device, *args)
+    return _concat([_train_concurrently(members[first:first + limit], first, *args)
                     for first in range(0, len(members), limit)])
 
 
-def _train_concurrently(members: Sequence[Member], first: int, device: torch.device, train: Split,
+def _train_concurrently(members: Sequence[Member], first: int, train: Split,
                         widths: Sequence[int], regularizer: Regularizer, epochs: int, spec: TrainSpec,
                         eval_sets: Mapping[str, Split] | None,
                         on_epoch: Callable[[int, StackedMLP, int], None] | None) -> History:
