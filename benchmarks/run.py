@@ -42,8 +42,15 @@ SIZES = {
                 "samples": 7000, "repeats": 3},
     "tiny": {"work": [("baseline", 2, 1), ("ssc", 2, 1)], "samples": 512, "repeats": 1},
 }
-# implementation -> sscbench's TrainSpec.workers (unused by the reference loops)
-IMPLS = {"sscbench": 1, "sscbench --workers 2": 2, "plain": 1, "jacrev": 1}
+
+
+def implementations(workers: int) -> list[str]:
+    """The rows: sscbench by default and with ``workers`` sub-stacks at once, then the two reference loops."""
+    return ["sscbench", f"sscbench --workers {workers}", "plain", "jacrev"]
+
+
+def sscbench_workers(impl: str) -> int:
+    return int(impl.rsplit(" ", 1)[1]) if impl.startswith("sscbench --workers ") else 1
 
 
 def cpu_name() -> str:
@@ -86,7 +93,7 @@ def run_work(impl: str, size: str, device: str) -> float:
             params = {"lambda_ssc": lam} if regularizer == "ssc" else {}
             members = [Member(s, HP["lr"], HP["weight_decay"], params) for s in range(models)]
             train_stack(Split(x, y), widths, members, registry.load(regularizer), epochs,
-                        TrainSpec(device=device, workers=IMPLS[impl]))
+                        TrainSpec(device=device, workers=sscbench_workers(impl)))
         else:
             for s in range(models):
                 reference.train_one(x, y, widths, s, HP["lr"], HP["weight_decay"], lam, epochs, 128, impl)
@@ -178,6 +185,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2, help="sub-stacks at once for the second sscbench row")
     parser.add_argument("--skip-protocol", action="store_true", help="do not time `sscbench reproduce`")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -197,9 +205,12 @@ def main() -> None:
     matmuls = [spawn("matmul", args, args.threads)["flops"] for _ in range(repeats)]
     peaks = {lib: statistics.median(m[lib] for m in matmuls) for lib in matmuls[0]}
     best = max(peaks.values())
-    runs: dict[str, list[dict]] = {impl: [] for impl in IMPLS}
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    impls = implementations(args.workers)
+    runs: dict[str, list[dict]] = {impl: [] for impl in impls}
     for r in range(repeats):  # round-robin, so drift hits every implementation alike
-        for impl in IMPLS:
+        for impl in impls:
             runs[impl].append(spawn(impl, args, args.threads))
             console.log(f"repeat {r + 1}/{repeats} {impl}: {runs[impl][-1]['seconds']:.2f} s")
 
@@ -208,7 +219,7 @@ def main() -> None:
     model_flops = sum(samples[reg] * per_sample[reg] for reg in samples)
     total_samples = sum(samples.values())
     rows = []
-    for impl in IMPLS:
+    for impl in impls:
         secs = statistics.median(r["seconds"] for r in runs[impl])
         rows.append({"implementation": impl, "seconds_median": secs,
                      "seconds_all": [r["seconds"] for r in runs[impl]],

@@ -13,11 +13,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_tiny_benchmark_writes_its_report(tmp_path):
     out = tmp_path / "bench.json"
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--tiny", "--out", str(out)],
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--tiny", "--workers", "3",
+                           "--out", str(out)],
                           capture_output=True, text=True, cwd=ROOT, env=os.environ | {"COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
-    assert [r["implementation"] for r in report["rows"]] == ["sscbench", "sscbench --workers 2", "plain", "jacrev"]
+    assert [r["implementation"] for r in report["rows"]] == ["sscbench", "sscbench --workers 3", "plain", "jacrev"]
     assert report["machine"]["device"] == "cpu" and report["machine"]["cores"] >= 1
     flops = report["model_flops_per_sample"]
     assert report["matmul_flops"] > 0 and flops["ssc"] > flops["baseline"] > 0
