@@ -70,8 +70,8 @@ class TrainSpec(Spec):
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="'cpu' or 'cuda[:N]'.")
     threads: PosInt | None = Field(None, description="torch intra-op threads (default: torch's).")
     workers: PosInt = Field(
-        1, description="Sub-stacks trained at once, in threads that share the intra-op threads; "
-                       "results agree with 1 worker to float tolerance, not bit for bit."
+        1, description="Sub-stacks trained at once, in threads with max(1, threads / workers) intra-op "
+                       "threads each; results agree with 1 worker to float tolerance, not bit for bit."
     )
 
 
