@@ -50,9 +50,17 @@ def saliency_jacrev(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple
     return model(x), jac[torch.arange(len(y), device=y.device), y]
 
 
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return (model(x).argmax(-1) == y).float().mean().item()
+
+
 def train_one(x: torch.Tensor, y: torch.Tensor, widths: list[int], seed: int, lr: float, wd: float,
-              lambda_ssc: float, epochs: int, batch_size: int, saliency: str) -> nn.Module:
+              lambda_ssc: float, epochs: int, batch_size: int, saliency: str,
+              held_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[nn.Module, list[float]]:
+    """Train one model; returns it and its accuracy on ``held_out`` after every epoch (if given)."""
     model = make_mlp(widths, seed).to(x.device)
+    accuracies: list[float] = []
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     gen = torch.Generator().manual_seed(seed)
     compute = saliency_autograd if saliency == "plain" else saliency_jacrev
@@ -69,4 +77,33 @@ def train_one(x: torch.Tensor, y: torch.Tensor, widths: list[int], seed: int, lr
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return model
+        if held_out is not None:
+            accuracies.append(accuracy(model, *held_out))
+    return model, accuracies
+
+
+def plain_protocol(data, trials: int, tune_epochs: int, seeds: int, epochs: int) -> dict[str, dict]:
+    """PROTOCOL.md as a plain script would run it: per method, ``study.optimize`` over one model at a
+    time (30 trials of 15 epochs, objective = best validation accuracy), then the best
+    hyperparameters over seeds 0..N-1 at 30 epochs, test accuracy after the last epoch."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    widths = [data.train.x.shape[1], 256, 256, data.num_classes]
+    train, val, test = (data.train.x, data.train.y), (data.validation.x, data.validation.y), (data.test.x, data.test.y)
+    out = {}
+    for method in ("baseline", "ssc"):
+        def objective(trial, method=method):
+            lr = trial.suggest_float("lr", 1e-4, 1e-2, log=True)
+            wd = trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True)
+            lam = trial.suggest_float("lambda_ssc", 1e-4, 1.0, log=True) if method == "ssc" else 0.0
+            _, accs = train_one(*train, widths, 0, lr, wd, lam, tune_epochs, 128, "plain", held_out=val)
+            return max(accs)
+
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+        study.optimize(objective, n_trials=trials)
+        best = study.best_params
+        test_acc = [train_one(*train, widths, s, best["lr"], best["weight_decay"], best.get("lambda_ssc", 0.0),
+                              epochs, 128, "plain", held_out=test)[1][-1] for s in range(seeds)]
+        out[method] = {"best_validation": study.best_value, "best_params": best, "test_accuracy": test_acc}
+    return out

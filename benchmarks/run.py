@@ -42,6 +42,8 @@ SIZES = {
                 "samples": 7000, "repeats": 3},
     "tiny": {"work": [("baseline", 2, 1), ("ssc", 2, 1)], "samples": 512, "repeats": 1},
 }
+# trials, tuning epochs, seeds, evaluation epochs of the protocol runs (PROTOCOL.md's at the default size)
+PROTOCOL_SIZES = {"default": (30, 15, 5, 30), "tiny": (2, 1, 2, 1)}
 
 
 def implementations(workers: int) -> list[str]:
@@ -150,6 +152,18 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     if args.worker == "matmul":
         out = {"flops": matmul_flops(args.device)}
+    elif args.worker == "protocol":
+        out = run_reproduce(args.size, args.device)
+        print(json.dumps(out))
+        return
+    elif args.worker == "plain-protocol":
+        import reference
+
+        from sscbench import data
+        from sscbench.spec import DataSpec
+
+        dataset = data.load(DataSpec())
+        out = {"results": reference.plain_protocol(dataset, *PROTOCOL_SIZES[args.size])}
     else:
         load_train(16)  # warm the data cache and imports before timing
         out = {"seconds": run_work(args.worker, args.size, args.device)}
@@ -164,19 +178,22 @@ def spawn(kind: str, args: argparse.Namespace, threads: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def protocol_run(args: argparse.Namespace) -> dict:
-    """``sscbench reproduce`` in a subprocess: wall seconds and peak memory of the whole protocol."""
-    tiny = ["--trials", "2", "--tune-epochs", "1", "--seeds", "2", "--epochs", "1"] if args.size == "tiny" else []
+def reproduce_command(size: str, device: str, out: str) -> list[str]:
+    trials, tune_epochs, seeds, epochs = PROTOCOL_SIZES[size]
+    options = [] if size == "default" else ["--trials", str(trials), "--tune-epochs", str(tune_epochs),
+                                            "--seeds", str(seeds), "--epochs", str(epochs)]
+    return [str(Path(sys.executable).parent / "sscbench"), "reproduce", *options, "--device", device, "--out", out]
+
+
+def run_reproduce(size: str, device: str) -> dict:
+    """``sscbench reproduce`` as this worker's only child: wall seconds and the child's peak memory."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [str(Path(sys.executable).parent / "sscbench"), "reproduce", "--out", out,
-               "--device", args.device, *tiny]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        cmd = reproduce_command(size, device, out)
         start = time.perf_counter()
         subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
         wall = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"command": " ".join(["sscbench reproduce", *tiny]), "seconds": wall,
-            "peak_rss_mb": max(peak, before) / 1024}
+    return {"command": " ".join(["sscbench", *cmd[1:-2]]), "seconds": wall,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
 def main() -> None:
@@ -187,6 +204,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--workers", type=int, default=2, help="sub-stacks at once for the second sscbench row")
     parser.add_argument("--skip-protocol", action="store_true", help="do not time `sscbench reproduce`")
+    parser.add_argument("--plain-protocol", action="store_true",
+                        help="also time the protocol written as a plain script (about 3 more minutes)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--size", default="default", help=argparse.SUPPRESS)
@@ -230,7 +249,12 @@ def main() -> None:
     ours = rows[0]["seconds_median"]
     for row in rows:
         row["speedup_of_sscbench"] = row["seconds_median"] / ours
-    protocol = None if args.skip_protocol else protocol_run(args)
+    protocol = None if args.skip_protocol else spawn("protocol", args, args.threads)
+    plain_protocol = None
+    if args.plain_protocol:  # timed from outside, like `sscbench reproduce`: start-up and data loading included
+        start = time.perf_counter()
+        plain_protocol = spawn("plain-protocol", args, args.threads) | {"command": "benchmarks/reference.py"}
+        plain_protocol["seconds"] = time.perf_counter() - start
 
     table = Table(title=f"Same work ({args.size}): {cfg['work']} on {cfg['samples']} samples, "
                         f"{args.threads} threads, {args.device}")
@@ -247,6 +271,9 @@ def main() -> None:
     if protocol:
         console.print(f"{protocol['command']}: {protocol['seconds']:.1f} s wall, "
                       f"peak RSS {protocol['peak_rss_mb']:.0f} MB")
+    if plain_protocol:
+        console.print(f"the same protocol as a plain script (one model at a time, study.optimize): "
+                      f"{plain_protocol['seconds']:.1f} s wall, peak RSS {plain_protocol['peak_rss_mb']:.0f} MB")
     report = {
         "machine": {"platform": platform.platform(), "cpu": cpu_name(), "cores": os.cpu_count(),
                     "threads": args.threads, "device": args.device, "torch": torch.__version__,
@@ -254,7 +281,7 @@ def main() -> None:
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
         "size": args.size, "work": cfg["work"], "samples_per_epoch": cfg["samples"], "repeats": repeats,
         "matmul_flops": best, "matmul_flops_per_library": peaks, "model_flops_per_sample": per_sample,
-        "rows": rows, "protocol": protocol,
+        "rows": rows, "protocol": protocol, "plain_protocol": plain_protocol,
     }
     from sscbench.results import write_atomic
 

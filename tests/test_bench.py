@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_tiny_benchmark_writes_its_report(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--tiny", "--workers", "3",
-                           "--out", str(out)],
+                           "--plain-protocol", "--out", str(out)],
                           capture_output=True, text=True, cwd=ROOT, env=os.environ | {"COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
@@ -28,3 +28,8 @@ def test_tiny_benchmark_writes_its_report(tmp_path):
         assert row["seconds_median"] > 0 and 0 < row["mfu"] and row["peak_rss_mb"] > 0
     assert report["protocol"]["seconds"] > 0 and "sscbench reproduce" in report["protocol"]["command"]
     assert "MFU" in done.stdout and "sscbench reproduce" in done.stdout
+    plain = report["plain_protocol"]
+    assert plain["seconds"] > 0 and plain["peak_rss_mb"] > 0 and "plain script" in done.stdout
+    for method in ("baseline", "ssc"):  # the plain script ran the whole protocol at the tiny size
+        assert len(plain["results"][method]["test_accuracy"]) == 2
+        assert 0 < plain["results"][method]["best_validation"] <= 1
