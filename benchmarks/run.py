@@ -45,8 +45,17 @@ SIZES = {
                 "samples": 7000, "repeats": 3},
     "tiny": {"work": [("baseline", 2, 1), ("ssc", 2, 1)], "samples": 512, "repeats": 1},
 }
-# trials, tuning epochs, seeds, evaluation epochs of the protocol runs (PROTOCOL.md's at the default size)
-PROTOCOL_SIZES = {"default": (30, 15, 5, 30), "tiny": (2, 1, 2, 1)}
+TINY_PROTOCOL = (2, 1, 2, 1)
+
+
+def protocol_size(size: str) -> tuple[int, int, int, int]:
+    """Trials, tuning epochs, seeds and evaluation epochs: the spec's defaults (PROTOCOL.md) or the tiny ones."""
+    from sscbench.spec import RunSpec
+
+    if size == "tiny":
+        return TINY_PROTOCOL
+    spec = RunSpec()
+    return spec.tune.trials, spec.tune.epochs, spec.evaluate.seeds, spec.evaluate.epochs
 
 
 def implementations(workers: int) -> list[str]:
@@ -169,7 +178,7 @@ def worker(args: argparse.Namespace) -> None:
         from sscbench.spec import DataSpec
 
         dataset = data.load(DataSpec())
-        out = {"results": reference.plain_protocol(dataset, *PROTOCOL_SIZES[args.size])}
+        out = {"results": reference.plain_protocol(dataset, *protocol_size(args.size))}
     else:
         # Warm up first (imports, data cache, thread pools, first-call costs of autograd and the
         # kernels): one-time costs are not what the rows compare, and the timed work is short.
@@ -187,7 +196,7 @@ def spawn(kind: str, args: argparse.Namespace, threads: int) -> dict:
 
 
 def reproduce_command(size: str, device: str, out: str) -> list[str]:
-    trials, tune_epochs, seeds, epochs = PROTOCOL_SIZES[size]
+    trials, tune_epochs, seeds, epochs = protocol_size(size)
     options = [] if size == "default" else ["--trials", str(trials), "--tune-epochs", str(tune_epochs),
                                             "--seeds", str(seeds), "--epochs", str(epochs)]
     return [str(Path(sys.executable).parent / "sscbench"), "reproduce", *options, "--device", device, "--out", out]
@@ -213,11 +222,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="sub-stacks at once for the second sscbench row")
     parser.add_argument("--skip-protocol", action="store_true", help="do not time `sscbench reproduce`")
     parser.add_argument("--plain-protocol", action="store_true",
-                        help="also time the protocol written as a plain script (about 3 more minutes)")
+                        help="also time the protocol written as a plain script (about 2 more minutes)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--size", default="default", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     if args.worker:
         return worker(args)
     args.size = "tiny" if args.tiny else "default"
@@ -232,8 +243,6 @@ def main() -> None:
     matmuls = [spawn("matmul", args, args.threads)["flops"] for _ in range(repeats)]
     peaks = {lib: statistics.median(m[lib] for m in matmuls) for lib in matmuls[0]}
     best = max(peaks.values())
-    if args.workers < 1:
-        parser.error("--workers must be at least 1")
     impls = implementations(args.workers)
     runs: dict[str, list[dict]] = {impl: [] for impl in impls}
     for r in range(repeats):  # round-robin, so drift hits every implementation alike
