@@ -23,7 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from sscbench.saliency import target_saliency
-from sscbench.seeding import STREAM_PLUGIN, stream_seed
+from sscbench.seeding import STREAM_PLUGIN, keyed_normal
 from sscbench.spec import SearchRange
 
 #: Optimizer hyperparameters the harness owns; a plugin must not declare these.
@@ -40,9 +40,9 @@ class BatchContext:
     """One training step of a whole stack of S members, as a plugin sees it.
 
     Shapes: ``inputs`` [S, B, D] (requires grad), ``labels`` [S, B] int64,
-    ``logits`` [S, B, C]; ``seeds`` are the members' seeds, ``step`` the
-    optimizer step (both only for ``randn``). Index s along the first axis is member s; members
-    never interact. Plugins must not modify these tensors in place.
+    ``logits`` [S, B, C]; ``seeds`` are the members' seeds (a sequence or an
+    int64 tensor [S]), ``step`` the optimizer step (both only for ``randn``).
+    Index s along the first axis is member s; members never interact. Plugins must not modify these tensors in place.
     """
 
     def __init__(
@@ -50,13 +50,13 @@ class BatchContext:
         inputs: torch.Tensor,
         labels: torch.Tensor,
         logits: torch.Tensor,
-        seeds: Sequence[int] | None = None,
+        seeds: Sequence[int] | torch.Tensor | None = None,
         step: int = 0,
     ) -> None:
         self.inputs = inputs
         self.labels = labels
         self.logits = logits
-        self.seeds = seeds if seeds is not None else range(inputs.shape[0])
+        self.seeds = torch.as_tensor(seeds if seeds is not None else range(inputs.shape[0]), dtype=torch.int64)
         self.step = step
         self._saliency: torch.Tensor | None = None
 
@@ -80,15 +80,14 @@ class BatchContext:
         """Standard normal draws [S, *shape] for plugins that need randomness.
 
         Member s's draw depends only on its own seed and the step (never on
-        the stack around it or on global RNG state); drawn on the CPU so that
-        every device sees the same numbers.
+        the stack around it or on global RNG state), and the same numbers come
+        on every device. Drawn for the whole stack at once
+        (``sscbench.seeding.keyed_normal``). Calls within one step restart the
+        stream: two calls with the same shape return the same draws, so draw
+        everything a step needs in one call.
         """
-        draws = [
-            torch.randn(shape, generator=torch.Generator().manual_seed(
-                stream_seed(seed, STREAM_PLUGIN, self.step)))
-            for seed in self.seeds
-        ]
-        return torch.stack(draws).to(self.inputs.device, self.inputs.dtype)
+        draws = keyed_normal(self.seeds, STREAM_PLUGIN, self.step, shape)
+        return draws.to(self.inputs.device, self.inputs.dtype)
 
 
 class Regularizer(ABC):

@@ -293,6 +293,7 @@ def _train_one_stack(
     train = train.to(device)
     eval_sets = {k: v.to(device) for k, v in (eval_sets or {}).items()}
     seeds = [m.seed for m in members]
+    seed_tensor = torch.tensor(seeds, dtype=torch.int64)  # for BatchContext.randn, built once
     S, n, bs = len(members), len(train), spec.batch_size
 
     model = StackedMLP.init(widths, seeds, device).requires_grad_(True)
@@ -326,7 +327,7 @@ def _train_one_stack(
             if term_off:
                 term = torch.zeros_like(ce)
             else:
-                ctx = BatchContext(x, y, logits, seeds=seeds, step=steps)
+                ctx = BatchContext(x, y, logits, seeds=seed_tensor, step=steps)
                 term = regularizer.penalty(ctx, hp)
             loss = ce + term
             finite = torch.isfinite(loss)
