@@ -16,6 +16,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PosInt = Annotated[int, Field(gt=0)]
+#: Seeds NumPy's legacy seeding accepts (mnist1d generation, Optuna's TPE sampler).
+NumpySeed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+#: Model seeds: torch generators and sscbench's int64 random streams take these.
+ModelSeed = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 class Spec(BaseModel):
@@ -42,7 +46,7 @@ class DataSpec(Spec):
     """mnist1d generation (``make_dataset``) and the validation split."""
 
     num_samples: PosInt = Field(10000, description="mnist1d num_samples (train + test).")
-    seed: int = Field(42, description="mnist1d generation seed.")
+    seed: NumpySeed = Field(42, description="mnist1d generation seed (0 to 2**32 - 1).")
     final_seq_length: PosInt = Field(40, description="Length of each 1D signal.")
     train_split: float = Field(0.8, gt=0, lt=1, description="Share of samples in mnist1d's train split.")
     shuffle_seq: bool = Field(False, description="mnist1d shuffle_seq (permute positions).")
@@ -80,9 +84,9 @@ class TuneSpec(Spec):
 
     trials: PosInt = Field(30, description="Completed trials per study.")
     epochs: PosInt = Field(15, description="Epochs per trial.")
-    sampler_seed: int = Field(0, description="TPE sampler seed (recorded).")
+    sampler_seed: NumpySeed = Field(0, description="TPE sampler seed (recorded; 0 to 2**32 - 1).")
     studies: PosInt = Field(1, description="Independent studies (sampler seeds sampler_seed + k).")
-    model_seed: int = Field(0, description="Model seed of every trial (init and batch order).")
+    model_seed: ModelSeed = Field(0, description="Model seed of every trial (init and batch order; 0 to 2**63 - 1).")
     round_size: PosInt = Field(
         10, description="Trials asked at once (TPE constant liar) and trained as one stack."
     )
@@ -90,6 +94,13 @@ class TuneSpec(Spec):
     weight_decay: SearchRange = Field(
         SearchRange(low=1e-6, high=1e-1), description="AdamW weight decay range."
     )
+
+    @model_validator(mode="after")
+    def _check(self) -> TuneSpec:
+        last = self.sampler_seed + self.studies - 1
+        if last > 2**32 - 1:
+            raise ValueError(f"sampler seeds {self.sampler_seed}..{last} go past 2**32 - 1; lower sampler_seed")
+        return self
 
 
 class ArmSpec(Spec):

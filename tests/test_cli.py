@@ -177,6 +177,9 @@ REFUSED_SPECS = {
     "unknown plugin": ('[[evaluate.arms]]\nname = "x"\nregularizer = "scc"\n', "Did you mean 'ssc'"),
     "malformed TOML": ("[evaluate\nseeds = 3\n", "malformed TOML"),
     "zero workers": ("[train]\nworkers = 0\n", "train.workers"),
+    "negative data seed": ("[data]\nseed = -1\n", "data.seed"),
+    "model seed past int64": (f"[tune]\nmodel_seed = {2**64 + 1}\n", "tune.model_seed"),
+    "sampler seeds past 2**32": (f"[tune]\nsampler_seed = {2**32 - 1}\nstudies = 2\n", "lower sampler_seed"),
 }
 
 
