@@ -67,14 +67,33 @@ def sscbench_workers(impl: str) -> int:
     return int(impl.rsplit(" ", 1)[1]) if impl.startswith("sscbench --workers ") else 1
 
 
-def cpu_name() -> str:
+def cpu_fields() -> dict[str, str]:
+    """The first processor's identification from /proc/cpuinfo (empty where there is none).
+
+    Family and model matter: the same "AMD EPYC" name covers Zen 4 (family 25),
+    whose AVX-512 runs on 256-bit units, and Zen 5 (family 26), where it is twice
+    as wide, and the matmul rates differ accordingly.
+    """
+    wanted = {"model name": "cpu", "vendor_id": "vendor", "cpu family": "family", "model": "model"}
+    found: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if not line.strip():
+                break  # end of the first processor's block
+            key, _, value = line.partition(":")
+            if key.strip() in wanted:
+                found[wanted[key.strip()]] = value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    found.setdefault("cpu", platform.processor() or "unknown")
+    return found
+
+
+def cpu_label() -> str:
+    """One line for tables: name, family/model where known, and the SIMD level torch's kernels use."""
+    fields = cpu_fields()
+    ident = f" (family {fields['family']} model {fields['model']})" if "family" in fields and "model" in fields else ""
+    return f"{fields['cpu']}{ident}, torch kernels {torch.backends.cpu.get_cpu_capability()}"
 
 
 def load_train(samples: int):
@@ -274,7 +293,7 @@ def main() -> None:
         plain_protocol["seconds"] = time.perf_counter() - start
 
     table = Table(title=f"Same work ({args.size}): {cfg['work']} on {cfg['samples']} samples, "
-                        f"{args.threads} threads, {args.device}")
+                        f"{args.threads} threads, {args.device}, {cpu_label()}")
     mfu_cols = [f"MFU vs {lib}" for lib in peaks]
     for col in ("implementation", "wall s (median)", "samples/s", *mfu_cols, "peak RSS MB", "sscbench speed-up"):
         table.add_column(col, justify="right")
@@ -292,7 +311,8 @@ def main() -> None:
         console.print(f"the same protocol as a plain script (one model at a time, study.optimize): "
                       f"{plain_protocol['seconds']:.1f} s wall, peak RSS {plain_protocol['peak_rss_mb']:.0f} MB")
     report = {
-        "machine": {"platform": platform.platform(), "cpu": cpu_name(), "cores": os.cpu_count(),
+        "machine": {"platform": platform.platform(), **cpu_fields(),
+                    "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
                     "threads": args.threads, "device": args.device, "torch": torch.__version__,
                     "python": platform.python_version(),
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},

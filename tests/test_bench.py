@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,7 +21,11 @@ def test_tiny_benchmark_writes_its_report(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
     assert [r["implementation"] for r in report["rows"]] == ["sscbench", "sscbench --workers 3", "plain", "jacrev"]
-    assert report["machine"]["device"] == "cpu" and report["machine"]["cores"] >= 1
+    machine = report["machine"]
+    assert machine["device"] == "cpu" and machine["cores"] >= 1 and machine["cpu"]
+    assert machine["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    if Path("/proc/cpuinfo").exists():  # family and model tell CPUs of one marketing name apart
+        assert machine["family"].isdigit() and machine["model"].isdigit()
     flops = report["model_flops_per_sample"]
     assert report["matmul_flops"] > 0 and flops["ssc"] > flops["baseline"] > 0
     peaks = report["matmul_flops_per_library"]
