@@ -129,7 +129,7 @@ def _tune_one(spec: RunSpec, plugin: str, out: Path, storage: str | None, study_
                                      + (0 if finished else done.completed)),
                        description=f"tune {plugin} (best validation {state['best']})")
 
-        def on_epoch(study: str, epoch: int) -> None:
+        def on_epoch(study: str, epoch: int, share: float) -> None:
             bar.update(description=f"tune {plugin}: {study} epoch {epoch + 1}/{spec.tune.epochs} "
                                    f"(best validation {state['best']})")
 
@@ -181,10 +181,13 @@ def _arms_override(spec_file: Path | None, arms: str | None) -> list[dict[str, A
 def _evaluate(spec: RunSpec, out: Path) -> EvaluateResult:
     groups = len({a.regularizer for a in workflow.expand_ablations(spec).evaluate.arms})
     with _LazyBar("evaluate", groups * spec.evaluate.epochs) as bar:
+        done = [0.0]  # group-epochs; sub-stacks add their shares, rounded so that float sums land on integers
 
-        def on_epoch(label: str, epoch: int) -> None:
-            bar.update(advance=1, description=f"evaluate {label} × {spec.evaluate.seeds} seeds, "
-                                                    f"epoch {epoch + 1}/{spec.evaluate.epochs}")
+        def on_epoch(label: str, epoch: int, share: float) -> None:
+            done[0] += share
+            bar.update(completed=round(done[0], 6),
+                       description=f"evaluate {label} × {spec.evaluate.seeds} seeds, "
+                                   f"epoch {epoch + 1}/{spec.evaluate.epochs}")
 
         result, json_path, png_path = workflow.evaluate(spec, out, workflow.Progress(on_epoch=on_epoch),
                                                         _command_line())

@@ -27,7 +27,7 @@ from sscbench.data import Dataset, Split
 from sscbench.model import StackedMLP
 from sscbench.results import ArmResult, Curves, Diagnostics, StudyConfig, TuningSpread, finite_or_none
 from sscbench.spec import RunSpec
-from sscbench.trainer import History, Member, member_hyperparameters, train_stack, whole_stack_epochs
+from sscbench.trainer import History, Member, member_hyperparameters, stack_progress, train_stack
 
 
 def _list(a: np.ndarray) -> list[float | None]:
@@ -58,7 +58,7 @@ class _Measured:
 
 
 def _measure(spec: RunSpec, members: list[Member], regularizer: str, dataset: Dataset,
-             on_epoch: Callable[[int], None] | None) -> _Measured:
+             on_epoch: Callable[[int, float], None] | None) -> _Measured:
     plugin = registry.load(regularizer)
     device = torch.device(spec.train.device)
     widths = [dataset.train.x.shape[1], *spec.model.hidden, dataset.num_classes]
@@ -67,7 +67,7 @@ def _measure(spec: RunSpec, members: list[Member], regularizer: str, dataset: Da
     seeds = [m.seed for m in members]
     ratios = np.full((len(members), spec.evaluate.epochs), np.nan)
 
-    progress = whole_stack_epochs(len(members), on_epoch) if on_epoch is not None else None
+    progress = stack_progress(len(members), on_epoch) if on_epoch is not None else None
 
     def hook(epoch: int, model: StackedMLP, first: int) -> None:
         rows = slice(first, first + model.size)
@@ -168,7 +168,7 @@ def run_evaluation(
     spec: RunSpec,
     arms: list[ResolvedArm],
     dataset: Dataset,
-    on_epoch: Callable[[str, int], None] | None = None,
+    on_epoch: Callable[[str, int, float], None] | None = None,
 ) -> list[ArmResult]:
     """Train every arm over ``spec.evaluate.seeds`` seeds; results in the order of ``arms``."""
     seeds = list(range(spec.evaluate.seeds))
@@ -185,7 +185,7 @@ def run_evaluation(
                                                               if k not in ("lr", "weight_decay")})
                    for p in stack.configs for seed in seeds]
         label = ", ".join(a.name for a in group)
-        hook = (lambda epoch, label=label: on_epoch(label, epoch)) if on_epoch else None
+        hook = (lambda epoch, share, label=label: on_epoch(label, epoch, share)) if on_epoch else None
         measured = _measure(spec, members, regularizer, dataset, hook)
         for arm in group:
             picks = study_rows[arm.name]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -194,18 +193,16 @@ def _concat(parts: list[History]) -> History:
     )
 
 
-def whole_stack_epochs(size: int, report: Callable[[int], None]) -> Callable[[int, StackedMLP, int], None]:
-    """An ``on_epoch`` hook calling ``report(epoch)`` once all ``size`` members have finished that epoch.
+def stack_progress(size: int, report: Callable[[int, float], None]) -> Callable[[int, StackedMLP, int], None]:
+    """An ``on_epoch`` hook calling ``report(epoch, share)`` for every sub-stack epoch.
 
-    Sub-stacks (for memory or for workers) report their epochs separately;
-    this turns those reports into one per epoch of the whole stack, for progress.
+    ``share`` is the sub-stack's part of the whole stack (its members / ``size``),
+    so the shares of one epoch add up to 1 however the stack was cut (for memory
+    or for workers), and progress moves while any sub-stack trains.
     """
-    done: Counter[int] = Counter()
 
     def hook(epoch: int, model: StackedMLP, first: int) -> None:
-        done[epoch] += model.size
-        if done[epoch] == size:
-            report(epoch)
+        report(epoch, model.size / size)
 
     return hook
 

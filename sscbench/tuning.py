@@ -26,7 +26,7 @@ from sscbench.data import Dataset
 from sscbench.regularizer import Regularizer
 from sscbench.results import StudyRecord, TrialRecord
 from sscbench.spec import RunSpec, SearchRange
-from sscbench.trainer import Member, train_stack, whole_stack_epochs
+from sscbench.trainer import Member, stack_progress, train_stack
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -105,7 +105,7 @@ def run_study(
     study_name: str,
     sampler_seed: int,
     on_trial: Callable[[TrialDone], None] | None = None,
-    on_epoch: Callable[[int], None] | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> StudyRecord:
     """Run (or resume) one study until it holds ``spec.tune.trials`` completed trials."""
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
@@ -130,7 +130,7 @@ def run_study(
             trial.set_user_attr("sampler_seed", sampler_seed)
             members.append(Member(spec.tune.model_seed, sampled["lr"], sampled["weight_decay"],
                                   {k: v for k, v in (sampled | fixed).items() if k not in ("lr", "weight_decay")}))
-        hook = whole_stack_epochs(len(members), on_epoch) if on_epoch else None
+        hook = stack_progress(len(members), on_epoch) if on_epoch else None
         history = train_stack(dataset.train, widths, members, plugin, spec.tune.epochs, spec.train,
                               {"validation": dataset.validation}, hook)
         for trial, curve in zip(trials, history.accuracy["validation"], strict=True):

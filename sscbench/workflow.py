@@ -30,7 +30,8 @@ class Progress:
     """Callbacks a front end may pass; all optional."""
 
     on_trial: Callable[[tuning.TrialDone], None] | None = None
-    on_epoch: Callable[[str, int], None] | None = None
+    #: (study or arm group, epoch, share of the stack that finished it): shares of an epoch add up to 1.
+    on_epoch: Callable[[str, int, float], None] | None = None
 
 
 def apply_runtime(spec: RunSpec) -> None:
@@ -85,7 +86,7 @@ def tune(
         name = study_name or tuning.default_study_name(spec, plugin, seed)
         if study_name and spec.tune.studies > 1:
             name = f"{study_name}-{k}"
-        on_epoch = (lambda e, n=name: progress.on_epoch(n, e)) if progress.on_epoch else None
+        on_epoch = (lambda e, share, n=name: progress.on_epoch(n, e, share)) if progress.on_epoch else None
         studies.append(tuning.run_study(spec, plugin, dataset, storage, name, seed, progress.on_trial, on_epoch))
     best_study = max((s for s in studies if s.best), key=lambda s: s.best.value)
     result = TuneResult(

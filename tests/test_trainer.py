@@ -11,7 +11,7 @@ from torch import nn
 from sscbench import registry
 from sscbench.data import Split
 from sscbench.spec import TrainSpec
-from sscbench.trainer import Member, epoch_order, split_evenly, train_stack, whole_stack_epochs, worker_count
+from sscbench.trainer import Member, epoch_order, split_evenly, stack_progress, train_stack, worker_count
 
 WIDTHS = [40, 32, 32, 10]
 SPEC = TrainSpec(batch_size=16)
@@ -189,19 +189,21 @@ def test_worker_count_and_even_split():
     assert split_evenly(2, 2) == [range(0, 1), range(1, 2)]
 
 
-def test_progress_reports_each_epoch_once_when_the_whole_stack_has_done_it(small):
-    events: list[tuple[str, int, int]] = []
-    progress = whole_stack_epochs(5, lambda epoch: events.append(("stack", epoch, 0)))
+def test_progress_moves_with_every_sub_stack_and_each_epoch_adds_up_to_one(small):
+    events: list[tuple[str, int, float]] = []
+    progress = stack_progress(5, lambda epoch, share: events.append(("report", epoch, share)))
 
     def hook(epoch, model, first):
         events.append(("part", epoch, model.size))
         progress(epoch, model, first)
 
+    # 5 members, at most 4 at a time (memory), each stack cut in two (workers): sub-stacks of 2, 2 and 1.
     train_stack(small, WIDTHS, [Member(s, 1e-3, 0.0) for s in range(5)], registry.load("baseline"), 2,
                 TrainSpec(batch_size=16, workers=2), on_epoch=hook, capacity=4)
-    reports = [e for e in events if e[0] == "stack"]
-    assert reports == [("stack", 0, 0), ("stack", 1, 0)]
-    # a stack epoch is reported only after all five members have finished it
+    reports = [(e, share) for kind, e, share in events if kind == "report"]
+    parts = [(e, size) for kind, e, size in events if kind == "part"]
+    assert reports == [(e, size / 5) for e, size in parts]  # one report per sub-stack epoch, its share
     for epoch in (0, 1):
-        at = events.index(("stack", epoch, 0))
-        assert sum(size for kind, e, size in events[:at] if kind == "part" and e == epoch) == 5
+        assert sum(share for e, share in reports if e == epoch) == pytest.approx(1.0)
+    # progress moves before the last (consecutive) stack starts: 4 of the 6 reports come from the first
+    assert [size for _, size in parts] == [2, 2, 2, 2, 1, 1]
