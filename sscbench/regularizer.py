@@ -42,7 +42,8 @@ class BatchContext:
     Shapes: ``inputs`` [S, B, D] (requires grad), ``labels`` [S, B] int64,
     ``logits`` [S, B, C]; ``seeds`` are the members' seeds (a sequence or an
     int64 tensor [S]), ``step`` the optimizer step (both only for ``randn``).
-    Index s along the first axis is member s; members never interact. Plugins must not modify these tensors in place.
+    Index s along the first axis is member s; members never interact.
+    Plugins must not modify these tensors in place.
     """
 
     def __init__(

@@ -36,7 +36,7 @@ def test_mix64_matches_the_published_splitmix64_sequence():
 
 
 @settings(max_examples=50, deadline=None)
-@given(seeds=st.lists(st.integers(0, 2**62), min_size=1, max_size=4),
+@given(seeds=st.lists(st.integers(0, 2**63 - 1), min_size=1, max_size=4),
        counter=st.integers(0, 2**40), count=st.integers(1, 6))
 def test_keyed_bits_equal_exact_integer_arithmetic(seeds, counter, count):
     bits = keyed_bits(torch.tensor(seeds), STREAM_PLUGIN, counter, count)
@@ -71,6 +71,6 @@ def test_keyed_normal_shape_is_a_prefix_of_one_stream():
     assert keyed_normal(torch.tensor([1, 2]), STREAM_PLUGIN, 0, (0, 3)).shape == (2, 0, 3)
 
 
-@pytest.mark.parametrize("seed", [0, 2**62])
+@pytest.mark.parametrize("seed", [0, 2**63 - 1])
 def test_extreme_seeds_give_finite_draws(seed):
     assert torch.isfinite(keyed_normal(torch.tensor([seed]), STREAM_PLUGIN, 2**40, (1000,))).all()
