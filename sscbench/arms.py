@@ -109,9 +109,16 @@ def _from_tuning(arm: ArmSpec, out: Path, spec: RunSpec | None) -> tuple[dict[st
     return dict(best.params), source, studies if len(studies) > 1 else ()
 
 
-def resolve(arms: list[ArmSpec], out: Path, spec: RunSpec | None = None) -> list[ResolvedArm]:
+#: regularizer -> (its tuned hyperparameters, where they came from)
+TunedParams = Mapping[str, tuple[dict[str, float], str]]
+
+
+def resolve(arms: list[ArmSpec], out: Path, spec: RunSpec | None = None,
+            tuned: TunedParams | None = None) -> list[ResolvedArm]:
     """Every arm resolved in the given order; ``from`` may refer to any arm of the list.
 
+    Arms without params take their regularizer's entry of ``tuned`` when given (a
+    replicated comparison tunes in memory), else its tune results file in ``out``.
     Tuned hyperparameters are refused when they were tuned on other data or another
     model than ``spec`` describes.
     """
@@ -136,6 +143,8 @@ def resolve(arms: list[ArmSpec], out: Path, spec: RunSpec | None = None) -> list
             source = f"from arm '{source_arm.name}'"
         elif arm.params is not None:
             values, source = dict(arm.params), "spec"
+        elif tuned is not None:
+            values, source = dict(tuned[arm.regularizer][0]), tuned[arm.regularizer][1]
         else:
             values, source, studies = _from_tuning(arm, out, spec)
         if arm.override:

@@ -21,11 +21,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from sscbench import registry, render, results, workflow
+from sscbench import compare, registry, render, results, workflow
 from sscbench.arms import ArmError
+from sscbench.host import KernelError
 from sscbench.registry import PluginError
-from sscbench.results import EvaluateResult, ResultsError, TuneResult
-from sscbench.spec import EvaluateSpec, RunSpec, SpecError, TrainSpec, TuneSpec, build_spec
+from sscbench.results import CompareResult, EvaluateResult, ResultsError, TuneResult
+from sscbench.spec import CompareSpec, EvaluateSpec, RunSpec, SpecError, TrainSpec, TuneSpec, build_spec
 from sscbench.trainer import DeviceError
 from sscbench.tuning import TrialDone, TuningError
 
@@ -36,6 +37,7 @@ app = typer.Typer(
     "  sscbench tune ssc --trials 30\n\n"
     "  sscbench evaluate --seeds 5\n\n"
     "  sscbench reproduce        (the whole seed protocol)\n\n"
+    "  sscbench compare --replicates 10   (replicated: data, tuning and seeds re-drawn)\n\n"
     "  sscbench report           (re-render tables and plot from results/)\n\n"
     "  sscbench check-plugin NAME  (the plugin contract checks)",
     no_args_is_help=True,
@@ -45,7 +47,7 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
-REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError, DeviceError)
+REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError, DeviceError, KernelError)
 
 
 def _doc(model: type[BaseModel], field: str) -> str:
@@ -61,6 +63,8 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", help=_doc(TrainSpec, 
 ArmsOpt = Annotated[str | None, typer.Option(help="Comma-separated arms or plugin names (default: baseline,ssc).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help=_doc(TrainSpec, "threads"))]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help=_doc(TrainSpec, "workers"))]
+KernelsOpt = Annotated[str | None, typer.Option("--cpu-kernels", help=_doc(TrainSpec, "cpu_kernels"))]
+StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite:///OUT/optuna.db).")]
 
 
 @contextmanager
@@ -148,13 +152,14 @@ def tune_cmd(
     seed: Annotated[int | None, typer.Option("--seed", help=_doc(TuneSpec, "sampler_seed"))] = None,
     studies: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))] = None,
     round_size: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "round_size"))] = None,
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite:///OUT/optuna.db).")] = None,
+    storage: StorageOpt = None,
     study_name: Annotated[str | None, typer.Option(help="Study name (default: PLUGIN-sSEED-HASH).")] = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
     workers: WorkersOpt = None,
+    cpu_kernels: KernelsOpt = None,
 ) -> None:
     """Tune one plugin with Optuna TPE; resumes an existing study up to --trials completed trials.
 
@@ -163,7 +168,7 @@ def tune_cmd(
     with refusals():
         spec = _spec(spec_file, tune={"trials": trials, "epochs": epochs, "sampler_seed": seed,
                                       "studies": studies, "round_size": round_size},
-                     train={"device": device, "threads": threads, "workers": workers})
+                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
         _tune_one(spec, plugin, out, storage, study_name)
 
 
@@ -217,6 +222,7 @@ def evaluate_cmd(
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
     workers: WorkersOpt = None,
+    cpu_kernels: KernelsOpt = None,
 ) -> None:
     """Train the arms over seeds with their tuned (or given) hyperparameters; test accuracy per seed.
 
@@ -225,7 +231,7 @@ def evaluate_cmd(
     with refusals():
         spec = _spec(spec_file, evaluate={"seeds": seeds, "epochs": epochs, "reference": reference,
                                           "ablations": ablations, "arms": _arms_override(spec_file, arms)},
-                     train={"device": device, "threads": threads, "workers": workers})
+                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
         _evaluate(spec, out)
 
 
@@ -244,6 +250,7 @@ def reproduce_cmd(
     device: DeviceOpt = None,
     threads: ThreadsOpt = None,
     workers: WorkersOpt = None,
+    cpu_kernels: KernelsOpt = None,
 ) -> None:
     """The whole seed protocol: tune every arm's plugin (baseline and ssc by default), then evaluate.
 
@@ -253,7 +260,7 @@ def reproduce_cmd(
         spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs, "studies": studies},
                      evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations,
                                "arms": _arms_override(spec_file, arms)},
-                     train={"device": device, "threads": threads, "workers": workers})
+                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
         workflow.apply_runtime(spec)
         to_tune = [a.regularizer for a in spec.evaluate.arms if a.params is None and a.from_ is None]
         for plugin in dict.fromkeys(to_tune):  # in arm order, each once
@@ -261,6 +268,68 @@ def reproduce_cmd(
         for plugin in dict.fromkeys(to_tune):
             _tune_one(spec, plugin, out, None, None)
         _evaluate(spec, out)
+
+
+def _compare(spec: RunSpec, out: Path, storage: str | None) -> CompareResult:
+    with _LazyBar("compare", 1) as bar:
+        state = {"stage": ""}
+
+        def on_stage(label: str, done: int, total: int) -> None:
+            state["stage"] = label
+            bar.update(completed=done, total=total, description=f"compare: {label}")
+
+        def on_epoch(label: str, epoch: int, share: float) -> None:
+            bar.update(description=f"compare: {state['stage']}, epoch {epoch + 1}")
+
+        result, json_path, png_path = compare.run(spec, out, storage, compare.Progress(on_stage, on_epoch),
+                                                  _command_line())
+    _print_compare(result)
+    console.print(f"wrote {json_path} and {png_path}")
+    return result
+
+
+def _print_compare(result: CompareResult) -> None:
+    console.print(render.replicates_table(result))
+    if result.comparisons:
+        console.print(render.replicated_comparison_table(result))
+
+
+@app.command("compare")
+def compare_cmd(
+    arms: ArmsOpt = None,
+    replicates: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "replicates"))] = None,
+    first_replicate: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "first_replicate"))] = None,
+    tune: Annotated[str | None, typer.Option("--tune", help=_doc(CompareSpec, "tune"))] = None,
+    gamma: Annotated[float | None, typer.Option(help=_doc(CompareSpec, "gamma"))] = None,
+    seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds") + " Per replicate.")] = None,
+    trials: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "trials"))] = None,
+    tune_epochs: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))] = None,
+    epochs: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "epochs"))] = None,
+    reference: Annotated[str | None, typer.Option(help=_doc(EvaluateSpec, "reference"))] = None,
+    ablations: Annotated[bool | None, typer.Option(
+        "--ablations/--no-ablations", help=_doc(EvaluateSpec, "ablations"))] = None,
+    storage: StorageOpt = None,
+    spec_file: SpecOpt = None,
+    out: OutOpt = Path("results"),
+    device: DeviceOpt = None,
+    threads: ThreadsOpt = None,
+    workers: WorkersOpt = None,
+    cpu_kernels: KernelsOpt = None,
+) -> None:
+    """Replicated comparison: R complete protocol runs, each with its own data, tuning run and seeds.
+
+    Replicate 0 is the protocol itself; finished replicates are reused when the command runs again.
+
+    Example: sscbench compare --arms baseline,ssc --replicates 10   |   sscbench compare --tune once --replicates 20
+    """
+    with refusals():
+        spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs},
+                     evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations, "reference": reference,
+                               "arms": _arms_override(spec_file, arms)},
+                     compare={"replicates": replicates, "first_replicate": first_replicate, "tune": tune,
+                              "gamma": gamma},
+                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
+        _compare(spec, out, storage)
 
 
 @app.command("check-plugin")
@@ -295,9 +364,11 @@ def report_cmd(
 
     with refusals():
         tune_files = sorted(out.glob("tune-*.json"))
-        evaluate_file = out / "evaluate.json"
-        if not tune_files and not evaluate_file.exists():
-            raise ResultsError(f"no results in {out}: run `sscbench tune PLUGIN` or `sscbench evaluate` first")
+        evaluate_file, compare_file = out / "evaluate.json", out / "compare.json"
+        if not tune_files and not evaluate_file.exists() and not compare_file.exists():
+            raise ResultsError(f"no results in {out}: run `sscbench tune PLUGIN`, `sscbench evaluate` "
+                               "or `sscbench compare` first")
+        loaded_compare = results.load(compare_file, CompareResult) if compare_file.exists() else None
         loaded_tunes = [results.load(p, TuneResult) for p in tune_files]
         loaded_eval = results.load(evaluate_file, EvaluateResult) if evaluate_file.exists() else None
         if reference is not None:
@@ -310,6 +381,10 @@ def report_cmd(
             _print_evaluation(loaded_eval)
             plot.save_figure(loaded_eval, out / "evaluate.png")
             console.print(f"wrote {out / 'evaluate.png'}")
+        if loaded_compare is not None:
+            _print_compare(loaded_compare)
+            plot.save_compare_figure(loaded_compare, out / "compare.png")
+            console.print(f"wrote {out / 'compare.png'}")
 
 
 if __name__ == "__main__":

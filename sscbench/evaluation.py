@@ -14,7 +14,7 @@ results are paired by seed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -169,9 +169,10 @@ def run_evaluation(
     arms: list[ResolvedArm],
     dataset: Dataset,
     on_epoch: Callable[[str, int, float], None] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> list[ArmResult]:
-    """Train every arm over ``spec.evaluate.seeds`` seeds; results in the order of ``arms``."""
-    seeds = list(range(spec.evaluate.seeds))
+    """Train every arm over ``seeds`` (default 0..spec.evaluate.seeds - 1); results in the order of ``arms``."""
+    seeds = list(range(spec.evaluate.seeds)) if seeds is None else list(seeds)
     n = len(seeds)
     out: dict[str, ArmResult] = {}
     for regularizer, group in groupby(sorted(arms, key=lambda a: a.regularizer), key=lambda a: a.regularizer):

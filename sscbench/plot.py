@@ -1,10 +1,12 @@
 """The evaluation figure, drawn with matplotlib (Agg) from a results file.
 
-What it is: top row: per-seed final test accuracy per arm with mean ± std,
-mean training-loss and test-accuracy curves, and test accuracy against a
-circular shift of the inputs; bottom row: each arm's mean normalised saliency
-spectrum per class (class x frequency).
-What it is not: a place that computes results; it reads ``EvaluateResult`` only.
+What it is: ``evaluate.png``: top row: per-seed final test accuracy per arm
+with mean ± std, mean training-loss and test-accuracy curves, and test
+accuracy against a circular shift of the inputs; bottom row: each arm's mean
+normalised saliency spectrum per class (class x frequency). ``compare.png``:
+the per-replicate paired differences as a forest plot, P(A > B) with its
+interval, and each arm's tuned hyperparameters across replicates.
+What it is not: a place that computes results; it reads results models only.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sscbench.results import EvaluateResult, write_atomic  # noqa: E402
+from sscbench.results import CompareResult, EvaluateResult, write_atomic  # noqa: E402
 
 
 def _array(rows: list[list[float | None]] | list[float | None]) -> np.ndarray:
@@ -88,8 +90,80 @@ def figure(result: EvaluateResult) -> matplotlib.figure.Figure:
     return fig
 
 
+def _forest(ax: matplotlib.axes.Axes, result: CompareResult) -> None:
+    """Per replicate and arm: the paired difference of scores (dot) and its seeds' spread (bar)."""
+    ref = result.reference
+    step = 0.8 / max(1, len(result.comparisons))
+    for k, c in enumerate(result.comparisons):
+        color = {"better": "green", "worse": "red"}.get(c.verdict, f"C{k}")
+        for i, rec in enumerate(result.replicates):
+            a = _array(next(x for x in rec.arms if x.name == c.arm).test_accuracy)
+            b = _array(next(x for x in rec.arms if x.name == ref).test_accuracy)
+            d = 100 * (a - b)
+            d = d[np.isfinite(d)]
+            if d.size:
+                y = i + k * step
+                ax.plot([d.min(), d.max()], [y, y], color=color, alpha=0.4, lw=2)
+                ax.plot(100 * (np.nanmean(a) - np.nanmean(b)), y, "o", color=color, ms=4)
+        y = len(result.replicates) + 0.5 + k * step
+        ax.errorbar(100 * c.mean_diff, y, xerr=[[100 * (c.mean_diff - c.ci_low)], [100 * (c.ci_high - c.mean_diff)]],
+                    fmt="D", color=color, capsize=5, label=f"{c.arm}: mean, 95% CI")
+    ax.axvline(0, color="k", lw=0.8)
+    ticks = [f"r{rec.index}" for rec in result.replicates] + ["mean"]
+    ax.set_yticks([*range(len(result.replicates)), len(result.replicates) + 0.5], ticks)
+    ax.invert_yaxis()
+    ax.set(xlabel=f"test accuracy − {ref} (points)", title="paired difference per replicate\n(dot: scores, bar: seeds)")
+    ax.legend(fontsize=8)
+
+
+def _p_outperform(ax: matplotlib.axes.Axes, result: CompareResult) -> None:
+    comps = result.comparisons
+    for k, c in enumerate(comps):
+        color = {"better": "green", "worse": "red"}.get(c.verdict, "k")
+        ax.errorbar(k, c.p_outperform, yerr=[[c.p_outperform - c.p_outperform_ci_low],
+                                             [c.p_outperform_ci_high - c.p_outperform]],
+                    fmt="o", color=color, capsize=6)
+    gamma = result.spec.compare.gamma
+    for level, style in ((0.5, "-"), (gamma, "--"), (1 - gamma, "--")):
+        ax.axhline(level, color="0.5", ls=style, lw=0.8)
+    ax.set_xticks(range(len(comps)), [c.arm for c in comps], rotation=20)
+    ax.set(ylim=(-0.02, 1.02), ylabel=f"P(arm > {result.reference}) over replicates",
+           title=f"probability of outperforming, {comps[0].p_outperform_ci_method if comps else ''} 95% interval\n"
+                 f"(dashed: gamma = {gamma:g} and 1 - gamma)")
+
+
+def _hyperparameters(ax: matplotlib.axes.Axes, result: CompareResult) -> None:
+    """lr against weight decay of every tuned arm in every replicate (log-log)."""
+    for k, reg in enumerate(dict.fromkeys(p.regularizer for rec in result.replicates for p in rec.tuning)):
+        picks = [p for rec in result.replicates for p in rec.tuning if p.regularizer == reg]
+        ax.scatter([p.params["lr"] for p in picks], [p.params["weight_decay"] for p in picks], color=f"C{k}",
+                   label=reg, alpha=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="tuned lr", ylabel="tuned weight decay",
+           title="tuned hyperparameters across replicates")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+
+
+def compare_figure(result: CompareResult) -> matplotlib.figure.Figure:
+    fig, (ax_forest, ax_p, ax_hp) = plt.subplots(1, 3, figsize=(16, 0.35 * len(result.replicates) + 4.5))
+    _forest(ax_forest, result)
+    _p_outperform(ax_p, result)
+    _hyperparameters(ax_hp, result)
+    fig.suptitle(f"{len(result.replicates)} replicates × {result.spec.evaluate.seeds} seeds; covers {result.covers}",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def save_compare_figure(result: CompareResult, path: Path) -> None:
+    _save(compare_figure(result), path)
+
+
 def save_figure(result: EvaluateResult, path: Path) -> None:
-    fig = figure(result)
+    _save(figure(result), path)
+
+
+def _save(fig: matplotlib.figure.Figure, path: Path) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sscbench import registry
-from sscbench.results import EvaluateResult, TuneResult
+from sscbench.results import CompareResult, EvaluateResult, TuneResult
 
 
 def pct(x: float | None) -> str:
@@ -99,8 +99,63 @@ def comparison_table(result: EvaluateResult) -> Table:
             _num(c.p_ttest), _num(c.p_wilcoxon), _num(c.hedges_g, ".2f"), f"{c.prob_improvement:.2f}",
             f"[{colour}]{c.verdict}[/{colour}]", "-" if c.seeds_for_power is None else str(c.seeds_for_power),
         )
-    table.caption = (f"CI: {result.comparisons[0].ci_method} bootstrap, {result.comparisons[0].ci_resamples} "
-                     "resamples; verdict from the paired t-test" if result.comparisons else None)
+    caption = (f"CI: {result.comparisons[0].ci_method} bootstrap, {result.comparisons[0].ci_resamples} "
+               "resamples; verdict from the paired t-test. " if result.comparisons else "")
+    table.caption = f"{caption}Covers {result.covers}."
+    return table
+
+
+def _colour(verdict: str) -> str:
+    colour = {"better": "green", "worse": "red"}.get(verdict, "yellow")
+    return f"[{colour}]{verdict}[/{colour}]"
+
+
+def replicates_table(result: CompareResult) -> Table:
+    """One row per replicate: what it derived from its index, each arm's score, the paired differences."""
+    table = Table(title=f"Replicates: score = mean test accuracy over {result.spec.evaluate.seeds} seeds")
+    for col in ("r", "data seed", "sampler seed", "model seeds"):
+        table.add_column(col)
+    names = [a.name for a in result.arms]
+    for name in names:
+        table.add_column(name)
+    others = [c.arm for c in result.comparisons]
+    for name in others:
+        table.add_column(f"{name} − {result.reference}")
+    for rec in result.replicates:
+        scores = {a.name: a.score for a in rec.arms}
+        seeds = f"{rec.model_seeds[0]}..{rec.model_seeds[-1]}"
+        diffs = []
+        for name in others:
+            a, b = scores.get(name), scores.get(result.reference or "")
+            diffs.append("-" if a is None or b is None else f"{100 * (a - b):+.2f}")
+        table.add_row(str(rec.index), str(rec.data_seed), str(rec.sampler_seed), seeds,
+                      *(pct(scores.get(n)) for n in names), *diffs)
+    means = {a.name: a for a in result.arms}
+    table.add_row("mean", "", "", "", *(f"{pct(means[n].mean)} (sd {pct(means[n].std_ddof1)})" for n in names),
+                  *(f"{100 * c.mean_diff:+.2f}" for c in result.comparisons), end_section=True)
+    return table
+
+
+def replicated_comparison_table(result: CompareResult) -> Table:
+    """The decision over replicates: difference, P(A > B), t-test, verdict, power, variance split."""
+    r = len(result.replicates)
+    table = Table(title=f"Replicated comparison with '{result.reference}' over {r} replicates")
+    for col in ("arm", "mean diff [95% CI]", "two-level CI", "P(A > B) [95% CI]", "p (t-test)", "verdict",
+                "replicates for 80% power", "variance: replicates / seeds"):
+        table.add_column(col)
+    for c in result.comparisons:
+        share = ("-" if c.variance_share_replicates is None
+                 else f"{100 * c.variance_share_replicates:.0f}% / {100 * c.variance_share_seeds:.0f}%")
+        table.add_row(
+            c.arm, f"{100 * c.mean_diff:+.2f} [{100 * c.ci_low:+.2f}, {100 * c.ci_high:+.2f}]",
+            f"[{100 * c.ci_two_level_low:+.2f}, {100 * c.ci_two_level_high:+.2f}]",
+            f"{c.p_outperform:.2f} [{c.p_outperform_ci_low:.2f}, {c.p_outperform_ci_high:.2f}]", _num(c.p_ttest),
+            _colour(c.verdict), "-" if c.replicates_for_power is None else str(c.replicates_for_power), share,
+        )
+    gamma = result.spec.compare.gamma
+    table.caption = (f"Verdict: better / worse only when the paired t-test over replicates rejects at 0.05, the "
+                     f"P(A > B) interval excludes 0.5 and P(A > B) >= {gamma:g} (<= {1 - gamma:g}). "
+                     f"Covers {result.covers}.")
     return table
 
 

@@ -1,7 +1,8 @@
 """Versioned results files: schema, provenance, atomic writes, strict loading.
 
 What it is: the pydantic models of everything sscbench writes to JSON
-(``tune-PLUGIN.json``, ``evaluate.json``), the provenance every file carries,
+(``tune-PLUGIN.json``, ``evaluate.json``, ``compare.json`` and the per-replicate
+checkpoints of a comparison), the provenance every file carries,
 and the two functions that write (atomically) and read (refusing unknown
 versions and malformed content) them.
 What it is not: the computation of any number in them.
@@ -23,10 +24,18 @@ from typing import Literal, TypeVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sscbench.host import CpuInfo, cpu_info
+from sscbench.replicate_stats import ReplicatedComparison
 from sscbench.spec import RunSpec, SearchRange
 from sscbench.stats import Comparison, Summary
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Versions this sscbench reads. Version 2 added ``provenance.cpu``, ``evaluate.covers`` and the
+#: compare kinds; a version 1 file reads with those absent.
+READABLE_VERSIONS = (1, 2)
+
+COVERS_SEEDS = ("model seeds only (initialisation and batch order); the data draw and the tuning run are "
+                "fixed: `sscbench compare` re-draws both")
 
 
 class Record(BaseModel):
@@ -48,6 +57,7 @@ class Provenance(Record):
     started: str
     finished: str
     wall_seconds: float
+    cpu: CpuInfo | None = Field(None, description="The CPU that computed it and torch's kernel level.")
 
 
 class TrialRecord(Record):
@@ -146,6 +156,82 @@ class EvaluateResult(Record):
     arms: list[ArmResult]
     reference: str | None = Field(description="The arm every other arm is compared with.")
     comparisons: list[Comparison] = Field(description="Paired statistics of every arm against the reference.")
+    covers: str = Field(COVERS_SEEDS, description="The sources of variance the verdicts account for.")
+    provenance: Provenance
+
+
+class TunedPick(Record):
+    """One arm's tuning in one replicate: the study and its best trial."""
+
+    regularizer: str
+    tuned_in: int = Field(description="Replicate whose data and sampler seed the study used.")
+    study_name: str
+    storage: str
+    sampler_seed: int
+    data_seed: int
+    model_seed: int
+    trials_complete: int
+    best_trial: int
+    best_value: float = Field(description="Best validation accuracy of the study.")
+    params: dict[str, float]
+    wall_seconds: float | None = Field(description="Tuning time in this run; None when the study was reused.")
+
+
+class ReplicateArm(Record):
+    """One arm in one replicate: its hyperparameters and per-seed test accuracy."""
+
+    name: str
+    regularizer: str
+    params: dict[str, float]
+    params_source: str
+    test_accuracy: list[float | None] = Field(description="Final-epoch test accuracy per model seed.")
+    diverged: list[int]
+    score: float | None = Field(description="Mean test accuracy over the seeds that did not diverge.")
+    spectral_consistency: float | None
+    reg_share: float | None = Field(description="Regularizer term / training loss in the last epoch.")
+
+
+class ReplicateRecord(Record):
+    """One complete protocol run of a comparison, with everything derived from its index."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["replicate"] = "replicate"
+    key: str = Field(description="Hash of the settings that decide a replicate's results.")
+    index: int
+    data_seed: int
+    sampler_seed: int
+    tune_model_seed: int
+    model_seeds: list[int]
+    tuning: list[TunedPick]
+    arms: list[ReplicateArm]
+    tune_seconds: float
+    evaluate_seconds: float
+    model_epochs: int = Field(description="Epochs trained in this replicate, summed over models (tuning included).")
+    cpu: CpuInfo
+
+
+class ArmAcrossReplicates(Record):
+    name: str
+    regularizer: str
+    scores: list[float | None] = Field(description="Score per replicate (mean test accuracy over its seeds).")
+    mean: float | None
+    std_ddof1: float | None
+    min: float | None
+    max: float | None
+
+
+class CompareResult(Record):
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["compare"] = "compare"
+    spec: RunSpec
+    key: str
+    derivation: dict[str, str] = Field(description="How each replicate's randomness follows from its index r.")
+    covers: str = Field(description="The sources of variance the verdicts account for.")
+    replicates: list[ReplicateRecord]
+    arms: list[ArmAcrossReplicates]
+    reference: str | None
+    comparisons: list[ReplicatedComparison]
+    reused_replicates: list[int] = Field(description="Replicates read from checkpoints instead of computed.")
     provenance: Provenance
 
 
@@ -153,7 +239,7 @@ class ResultsError(ValueError):
     """A results file that is missing, of an unknown version, or not of the schema."""
 
 
-R = TypeVar("R", TuneResult, EvaluateResult)
+R = TypeVar("R", TuneResult, EvaluateResult, CompareResult, ReplicateRecord)
 
 
 def finite_or_none(x: float) -> float | None:
@@ -180,7 +266,7 @@ def provenance(device: str, started: datetime, command: str) -> Provenance:
         python=sys.version.split()[0], platform=platform.platform(), git_revision=git_revision(),
         device=device, threads=torch.get_num_threads(), command=command,
         started=started.isoformat(), finished=finished.isoformat(),
-        wall_seconds=(finished - started).total_seconds(),
+        wall_seconds=(finished - started).total_seconds(), cpu=cpu_info(),
     )
 
 
@@ -202,7 +288,7 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         raise
 
 
-def save(result: TuneResult | EvaluateResult, path: Path) -> None:
+def save(result: TuneResult | EvaluateResult | CompareResult | ReplicateRecord, path: Path) -> None:
     write_atomic(path, result.model_dump_json(indent=2, by_alias=True) + "\n")
 
 
@@ -216,10 +302,10 @@ def load(path: Path, kind: type[R]) -> R:
         raise ResultsError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict) or "schema_version" not in raw:
         raise ResultsError(f"{path} is not an sscbench results file (no schema_version)")
-    if raw["schema_version"] != SCHEMA_VERSION:
+    if raw["schema_version"] not in READABLE_VERSIONS:
         raise ResultsError(
-            f"{path} has schema_version {raw['schema_version']!r}; this sscbench reads version "
-            f"{SCHEMA_VERSION} only"
+            f"{path} has schema_version {raw['schema_version']!r}; this sscbench reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
     expected = kind.model_fields["kind"].default
     if raw.get("kind") != expected:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -76,6 +76,11 @@ class TrainSpec(Spec):
     workers: PosInt = Field(
         1, description="Sub-stacks trained at once, in threads with max(1, threads / workers) intra-op "
                        "threads each; results agree with 1 worker to float tolerance, not bit for bit."
+    )
+    cpu_kernels: Literal["native", "avx2"] = Field(
+        "native", description="torch's CPU kernel level: 'native' (the best this CPU has) or 'avx2' "
+                              "(ATEN_CPU_CAPABILITY=avx2), which gave the same results on an AVX-512 host "
+                              "as on an AVX2-only one."
     )
 
 
@@ -155,6 +160,22 @@ class EvaluateSpec(Spec):
         return self
 
 
+class CompareSpec(Spec):
+    """Replicated comparison: every source of variance re-drawn per replicate."""
+
+    replicates: PosInt = Field(10, description="Replicates R; each re-draws the data, the tuning run and the seeds.")
+    first_replicate: int = Field(
+        0, ge=0, le=2**31, description="First replicate index F: replicates F..F+R-1 run (0 is the protocol)."
+    )
+    tune: Literal["per-replicate", "once"] = Field(
+        "per-replicate", description="'per-replicate': every arm tuned afresh in every replicate; 'once': tuned "
+                                     "on replicate F only and its pick reused (cheaper, ignores tuning variance)."
+    )
+    gamma: float = Field(
+        0.75, gt=0.5, le=1, description="P(A > B) a difference must reach (or 1 - gamma) to be called meaningful."
+    )
+
+
 class RunSpec(Spec):
     """Everything a run needs; defaults reproduce PROTOCOL.md."""
 
@@ -163,6 +184,7 @@ class RunSpec(Spec):
     train: TrainSpec = Field(default_factory=TrainSpec, description="Trainer and optimizer.")
     tune: TuneSpec = Field(default_factory=TuneSpec, description="Tuning stage.")
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec, description="Evaluation stage.")
+    compare: CompareSpec = Field(default_factory=CompareSpec, description="Replicated comparison (compare).")
 
 
 class SpecError(ValueError):

@@ -5,9 +5,11 @@ ranges, model seed 0 for every trial, objective = best validation accuracy over
 the trial's epochs) run through Optuna's ask/tell interface, a round of trials
 at a time. TPE's constant liar keeps the trials of one round apart; the round
 trains as one stack. Studies live in an Optuna storage (SQLite by default), so
-an interrupted study resumes: completed trials are kept, trials left running by
-the interruption are marked failed, and the study stops at exactly the
-requested number of completed trials.
+an interrupted study resumes: completed trials are kept, the round the
+interruption cut short is trained again with the same hyperparameters, and
+the sampler continues from the random state it had after asking that round,
+so a resumed study ends with the same trials as an uninterrupted one. It
+stops at exactly the requested number of completed trials.
 What it is not: the CLI (no printing) or the results file (``sscbench.results``).
 """
 
@@ -61,7 +63,8 @@ def default_study_name(spec: RunSpec, plugin: Regularizer, sampler_seed: int) ->
     """
     key = "|".join([
         spec.data.model_dump_json(), spec.model.model_dump_json(),
-        spec.train.model_dump_json(exclude={"device", "threads", "workers"}),
+        spec.train.model_dump_json(exclude={"device", "threads", "workers"}
+                                   | ({"cpu_kernels"} if spec.train.cpu_kernels == "native" else set())),
         spec.tune.model_dump_json(include={"epochs", "model_seed", "lr", "weight_decay"}),
         repr(sorted((k, v.model_dump_json()) for k, v in plugin.search_space.items())),
         repr(sorted(fixed_params(plugin).items())),
@@ -89,12 +92,52 @@ def study_record(study: optuna.Study, storage: str, sampler_seed: int) -> StudyR
                        trials=[_record(t) for t in trials], best=_record(best) if best else None)
 
 
-def _mark_interrupted(study: optuna.Study) -> int:
-    """Trials left RUNNING by an interrupted run never finished: mark them failed."""
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    for t in stale:
-        study.tell(t.number, state=TrialState.FAIL)
-    return len(stale)
+ROUND_ATTR = "sscbench_round"  # trial user attribute: the round (stack) that trains it
+SAMPLER_STATE_ATTR = "sscbench_sampler_state"  # study user attribute: RNG state after the last round asked
+
+
+def _rng_states(sampler: optuna.samplers.TPESampler) -> list[np.random.RandomState]:
+    """TPE's two random streams (its own and its start-up random sampler's).
+
+    Optuna offers no public way to save them; these attributes are those of the pinned Optuna.
+    """
+    return [sampler._rng.rng, sampler._random_sampler._rng.rng]
+
+
+def _encode_state(sampler: optuna.samplers.TPESampler) -> list[list[object]]:
+    out = []
+    for rng in _rng_states(sampler):
+        name, keys, pos, has_gauss, cached = rng.get_state()
+        out.append([name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)])
+    return out
+
+
+def _restore_state(sampler: optuna.samplers.TPESampler, state: list[list[object]]) -> None:
+    for rng, (name, keys, pos, has_gauss, cached) in zip(_rng_states(sampler), state, strict=True):
+        rng.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def _interrupted_round(study: optuna.Study) -> tuple[int | None, list[optuna.trial.FrozenTrial]]:
+    """The round an interruption cut short (its number and every trial of it), if any.
+
+    RUNNING trials that belong to no round (left by another tool) are marked failed.
+    """
+    trials = study.get_trials(deepcopy=False)
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    rounds = {t.user_attrs.get(ROUND_ATTR) for t in running}
+    for t in running:
+        if t.user_attrs.get(ROUND_ATTR) is None:
+            study.tell(t.number, state=TrialState.FAIL)
+    rounds.discard(None)
+    if not rounds:
+        return None, []
+    last = max(rounds)
+    return last, [t for t in trials if t.user_attrs.get(ROUND_ATTR) == last]
+
+
+def _member(trial_params: dict[str, float], model_seed: int) -> Member:
+    return Member(model_seed, trial_params["lr"], trial_params["weight_decay"],
+                  {k: v for k, v in trial_params.items() if k not in ("lr", "weight_decay")})
 
 
 def run_study(
@@ -113,32 +156,49 @@ def run_study(
                                 direction="maximize", load_if_exists=True)
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise TuningError(f"study '{study_name}' in {storage} is not a maximisation study")
-    _mark_interrupted(study)
     space, fixed = search_space(spec, plugin), fixed_params(plugin)
     target, widths = spec.tune.trials, [dataset.train.x.shape[1], *spec.model.hidden, dataset.num_classes]
+    saved = study.user_attrs.get(SAMPLER_STATE_ATTR)
+    if saved is not None:
+        _restore_state(sampler, saved["state"])
+    round_no, pending = _interrupted_round(study)
+    next_round = max(saved["round"] + 1 if saved else 0, (round_no or 0) + 1 if pending else 0)
 
     def completed() -> list[optuna.trial.FrozenTrial]:
         return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
     failures_left = target  # a study whose every trial diverges must still end
-    while (done := len(completed())) < target:
-        trials = [study.ask() for _ in range(min(spec.tune.round_size, target - done))]
-        members = []
-        for trial in trials:
-            sampled = _suggest(trial, space)
-            trial.set_user_attr("fixed_params", fixed)
-            trial.set_user_attr("sampler_seed", sampler_seed)
-            members.append(Member(spec.tune.model_seed, sampled["lr"], sampled["weight_decay"],
-                                  {k: v for k, v in (sampled | fixed).items() if k not in ("lr", "weight_decay")}))
+    while pending or (done := len(completed())) < target:
+        if pending:  # the interrupted round, trained again as the same stack
+            numbers = [t.number for t in pending]
+            members = [_member(dict(t.params) | t.user_attrs.get("fixed_params", {}), spec.tune.model_seed)
+                       for t in pending]
+            to_tell = {t.number for t in pending if t.state == TrialState.RUNNING}
+            pending = []
+        else:
+            trials = [study.ask() for _ in range(min(spec.tune.round_size, target - done))]
+            members = []
+            for trial in trials:
+                sampled = _suggest(trial, space)
+                trial.set_user_attr("fixed_params", fixed)
+                trial.set_user_attr("sampler_seed", sampler_seed)
+                trial.set_user_attr(ROUND_ATTR, next_round)
+                members.append(_member(sampled | fixed, spec.tune.model_seed))
+            study.set_user_attr(SAMPLER_STATE_ATTR, {"round": next_round, "state": _encode_state(sampler)})
+            next_round += 1
+            numbers = [t.number for t in trials]
+            to_tell = set(numbers)
         hook = stack_progress(len(members), on_epoch) if on_epoch else None
         history = train_stack(dataset.train, widths, members, plugin, spec.tune.epochs, spec.train,
                               {"validation": dataset.validation}, hook)
-        for trial, curve in zip(trials, history.accuracy["validation"], strict=True):
+        for number, curve in zip(numbers, history.accuracy["validation"], strict=True):
+            if number not in to_tell:
+                continue
             value = float(np.nanmax(curve)) if not np.isnan(curve).all() else math.nan
             if math.isfinite(value):
-                study.tell(trial, value)
+                study.tell(number, value)
             else:
-                study.tell(trial, state=TrialState.FAIL)
+                study.tell(number, state=TrialState.FAIL)
                 failures_left -= 1
             if on_trial is not None:
                 best = completed()

@@ -20,6 +20,7 @@ import torch
 
 from sscbench import arms as arms_mod
 from sscbench import data, evaluation, plot, registry, results, tuning
+from sscbench.host import force_kernels
 from sscbench.results import EvaluateResult, TuneResult
 from sscbench.spec import RunSpec
 from sscbench.trainer import resolve_device
@@ -35,8 +36,9 @@ class Progress:
 
 
 def apply_runtime(spec: RunSpec) -> None:
-    """Check the device and set the thread count before any work starts."""
+    """Check the device, pin the CPU kernel level and set the thread count before any work starts."""
     resolve_device(spec.train.device)
+    force_kernels(spec.train.cpu_kernels)
     if spec.train.threads is not None:
         torch.set_num_threads(spec.train.threads)
 

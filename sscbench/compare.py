@@ -1,0 +1,293 @@
+"""The compare stage: replicated comparisons that re-draw every source of variance.
+
+What it is: R complete protocol runs (replicates) of the same arms. Replicate r
+draws its own data (mnist1d regenerated with data seed ``data.seed + r``), its
+own tuning run (sampler seed ``tune.sampler_seed + r``, every arm tuned afresh
+unless ``compare.tune = "once"``) and its own model seeds (``r N .. r N + N - 1``;
+the tuning trials use the first of them, as the protocol uses seed 0). So
+replicate 0 is the protocol itself and gives ``sscbench reproduce``'s numbers.
+Arms are paired within a replicate (same data, same model seeds), and the
+decision is made over replicates (``sscbench.replicate_stats``).
+
+Each finished replicate is a checkpoint file under
+``OUT/compare-replicates/KEY/``, where KEY hashes every setting that decides a
+replicate's results (not R, F or gamma): raising R later, or re-running an
+interrupted compare, reuses what is there. Tuning studies live in the Optuna
+storage and resume exactly (``sscbench.tuning``).
+What it is not: the statistics (``sscbench.replicate_stats``) or any output
+beyond the results files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from sscbench import arms as arms_mod
+from sscbench import data, evaluation, plot, registry, replicate_stats, results, tuning, workflow
+from sscbench.host import cpu_info
+from sscbench.results import (
+    ArmAcrossReplicates,
+    CompareResult,
+    ReplicateArm,
+    ReplicateRecord,
+    ResultsError,
+    TunedPick,
+)
+from sscbench.spec import RunSpec, SpecError
+
+DERIVATION = {
+    "data_seed": "data.seed + r (mnist1d regenerated: new train, validation and test sets)",
+    "sampler_seed": "tune.sampler_seed + r (every arm tuned afresh unless compare.tune = 'once')",
+    "tune_model_seed": "tune.model_seed + r * N (the model seed of every tuning trial)",
+    "model_seeds": "r * N .. r * N + N - 1 (initialisation and batch order), shared by every arm",
+}
+SEED_LIMIT = 2**32 - 1  # mnist1d's and TPE's seeds go through NumPy's legacy seeding
+
+
+@dataclass(frozen=True)
+class Replicate:
+    """Everything replicate ``index`` derives from its index."""
+
+    index: int
+    data_seed: int
+    sampler_seed: int
+    tune_model_seed: int
+    model_seeds: tuple[int, ...]
+
+
+def replicate(spec: RunSpec, r: int) -> Replicate:
+    n = spec.evaluate.seeds
+    return Replicate(r, spec.data.seed + r, spec.tune.sampler_seed + r, spec.tune.model_seed + r * n,
+                     tuple(range(r * n, r * n + n)))
+
+
+def replicate_spec(spec: RunSpec, rep: Replicate) -> RunSpec:
+    """The spec of one replicate: its data seed, sampler seed and tuning model seed."""
+    return spec.model_copy(update={
+        "data": spec.data.model_copy(update={"seed": rep.data_seed}),
+        "tune": spec.tune.model_copy(update={"sampler_seed": rep.sampler_seed, "model_seed": rep.tune_model_seed}),
+    })
+
+
+def indices(spec: RunSpec) -> range:
+    return range(spec.compare.first_replicate, spec.compare.first_replicate + spec.compare.replicates)
+
+
+def check(spec: RunSpec) -> None:
+    """Refuse, before any work, what a comparison cannot run."""
+    last = indices(spec)[-1]
+    for field, base in (("data.seed", spec.data.seed), ("tune.sampler_seed", spec.tune.sampler_seed)):
+        if base + last > SEED_LIMIT:
+            raise SpecError(f"replicate {last} would need {field} = {base} + {last}, past {SEED_LIMIT}: "
+                            f"lower {field}, --first-replicate or --replicates")
+    if spec.tune.model_seed + (last + 1) * spec.evaluate.seeds > 2**63 - 1:
+        raise SpecError("the model seeds of the last replicate go past 2**63 - 1: lower --first-replicate")
+    if spec.tune.studies != 1:
+        raise SpecError("tune.studies must be 1 in a comparison: its replicates are the independent tuning runs")
+
+
+def key(spec: RunSpec) -> str:
+    """Hash of every setting that decides a replicate's results (not R, F, gamma or the reference)."""
+    dumped = spec.model_dump_json(exclude={
+        "train": {"device", "threads", "workers"}, "evaluate": {"reference"},
+        "compare": {"replicates", "first_replicate", "gamma"}})
+    once = f"|tuned-on={spec.compare.first_replicate}" if spec.compare.tune == "once" else ""
+    return hashlib.sha256((dumped + once).encode()).hexdigest()[:12]
+
+
+def checkpoint_path(out: Path, spec: RunSpec, r: int) -> Path:
+    return out / "compare-replicates" / key(spec) / f"replicate-{r}.json"
+
+
+def to_tune(spec: RunSpec) -> list[str]:
+    """Regularizers tuned in a replicate: those of arms with neither params nor ``from``, in arm order."""
+    return list(dict.fromkeys(a.regularizer for a in spec.evaluate.arms if a.params is None and a.from_ is None))
+
+
+def covers(spec: RunSpec) -> str:
+    if spec.compare.tune == "once":
+        return ("the data draw and the model seeds (initialisation and batch order), re-drawn in every replicate; "
+                f"the tuning run is fixed (tune once: every arm tuned on replicate {spec.compare.first_replicate})")
+    return ("the data draw, the tuning run and the model seeds (initialisation and batch order), "
+            "all re-drawn in every replicate")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Callbacks a front end may pass; all optional."""
+
+    #: (what starts now, stages done so far, stages in all)
+    on_stage: Callable[[str, int, int], None] | None = None
+    #: (what trains, epoch, share of the stack that finished it), as ``workflow.Progress.on_epoch``
+    on_epoch: Callable[[str, int, float], None] | None = None
+
+
+def stages(spec: RunSpec, r: int) -> int:
+    tuned_here = spec.compare.tune == "per-replicate" or r == spec.compare.first_replicate
+    return (len(to_tune(spec)) if tuned_here else 0) + 1
+
+
+def _tune(spec: RunSpec, rep: Replicate, dataset: data.Dataset, regularizer: str, storage: str,
+          on_epoch: Callable[[int, float], None] | None) -> tuple[TunedPick, int]:
+    """Run or resume the replicate's study of one plugin; its pick and the model-epochs the study holds."""
+    plugin = registry.load(regularizer)
+    name = tuning.default_study_name(spec, plugin, rep.sampler_seed)
+    started = time.perf_counter()
+    record = tuning.run_study(spec, plugin, dataset, storage, name, rep.sampler_seed, None, on_epoch)
+    best = record.best
+    if best is None or best.value is None:
+        raise tuning.TuningError(f"study '{name}' has no completed trial")
+    return TunedPick(
+        regularizer=regularizer, tuned_in=rep.index, study_name=name, storage=storage,
+        sampler_seed=rep.sampler_seed, data_seed=rep.data_seed, model_seed=rep.tune_model_seed,
+        trials_complete=sum(t.state == "COMPLETE" for t in record.trials), best_trial=best.number,
+        best_value=best.value, params=dict(best.params), wall_seconds=time.perf_counter() - started,
+    ), len(record.trials) * spec.tune.epochs
+
+
+def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: str, once: dict[str, TunedPick],
+                  progress: Progress = Progress(), done: int = 0, total: int = 0) -> ReplicateRecord:
+    """One complete protocol run; ``once`` holds the picks reused under ``compare.tune = 'once'``."""
+    spec_r = replicate_spec(spec, rep)
+    dataset = data.load(spec_r.data)
+    picks: dict[str, TunedPick] = {}
+    model_epochs = 0
+    started = time.perf_counter()
+    for regularizer in to_tune(spec):
+        if regularizer in once:
+            picks[regularizer] = once[regularizer]
+            continue
+        label = f"replicate {rep.index}: tune {regularizer}"
+        if progress.on_stage:
+            progress.on_stage(label, done, total)
+        hook = (lambda e, share, label=label: progress.on_epoch(label, e, share)) if progress.on_epoch else None
+        picks[regularizer], spent = _tune(spec_r, rep, dataset, regularizer, storage, hook)
+        model_epochs += spent
+        done += 1
+    tune_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    spec_e = workflow.expand_ablations(spec_r)
+    tuned = {reg: (p.params, f"tuned in replicate {p.tuned_in} (study {p.study_name}, trial {p.best_trial}, "
+                             f"value {p.best_value:.4f})") for reg, p in picks.items()}
+    resolved = arms_mod.resolve(spec_e.evaluate.arms, out, spec_e, tuned=tuned)
+    label = f"replicate {rep.index}: evaluate"
+    if progress.on_stage:
+        progress.on_stage(label, done, total)
+    hook = (lambda _arms, e, share: progress.on_epoch(label, e, share)) if progress.on_epoch else None
+    arm_results = evaluation.run_evaluation(spec_e, resolved, dataset, hook, seeds=rep.model_seeds)
+    configs = {(a.regularizer, tuple(sorted(a.params.items()))) for a in resolved}
+    model_epochs += len(configs) * len(rep.model_seeds) * spec.evaluate.epochs
+    arms = [ReplicateArm(
+        name=a.name, regularizer=a.regularizer, params=a.params, params_source=a.params_source,
+        test_accuracy=a.test_accuracy, diverged=a.diverged, score=a.mean,
+        spectral_consistency=a.diagnostics.spectral_consistency,
+        reg_share=a.diagnostics.reg_share[-1] if a.diagnostics.reg_share else None,
+    ) for a in arm_results]
+    return ReplicateRecord(
+        key=key(spec), index=rep.index, data_seed=rep.data_seed, sampler_seed=rep.sampler_seed,
+        tune_model_seed=rep.tune_model_seed, model_seeds=list(rep.model_seeds), tuning=list(picks.values()),
+        arms=arms, tune_seconds=tune_seconds, evaluate_seconds=time.perf_counter() - started,
+        model_epochs=model_epochs, cpu=cpu_info(),
+    )
+
+
+def load_checkpoint(path: Path, spec: RunSpec, r: int) -> ReplicateRecord | None:
+    """A finished replicate, if its checkpoint exists; a file that does not match is refused."""
+    if not path.exists():
+        return None
+    record = results.load(path, ReplicateRecord)
+    if record.key != key(spec) or record.index != r:
+        raise ResultsError(f"{path} holds replicate {record.index} of settings {record.key}, expected replicate "
+                           f"{r} of {key(spec)}: move it away to recompute it")
+    return record
+
+
+def _matrix(records: list[ReplicateRecord], arm: str) -> np.ndarray:
+    rows = [next(a for a in rec.arms if a.name == arm).test_accuracy for rec in records]
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+
+
+def _across(records: list[ReplicateRecord], name: str, regularizer: str) -> ArmAcrossReplicates:
+    scores = replicate_stats.scores(_matrix(records, name))
+    finite = scores[np.isfinite(scores)]
+    return ArmAcrossReplicates(
+        name=name, regularizer=regularizer, scores=[results.finite_or_none(float(s)) for s in scores],
+        mean=float(finite.mean()) if finite.size else None,
+        std_ddof1=float(finite.std(ddof=1)) if finite.size > 1 else None,
+        min=float(finite.min()) if finite.size else None, max=float(finite.max()) if finite.size else None,
+    )
+
+
+def summarise(spec: RunSpec, records: list[ReplicateRecord], reference: str | None
+              ) -> tuple[list[ArmAcrossReplicates], list[replicate_stats.ReplicatedComparison]]:
+    """Per-arm scores across replicates and every arm against the reference (pure: files not touched)."""
+    names = [(a.name, a.regularizer) for a in records[0].arms]
+    across = [_across(records, name, reg) for name, reg in names]
+    comparisons = []
+    if reference is not None:
+        ref = _matrix(records, reference)
+        for name, _ in names:
+            if name == reference:
+                continue
+            try:
+                comparisons.append(replicate_stats.compare(name, _matrix(records, name), reference, ref,
+                                                           gamma=spec.compare.gamma))
+            except ValueError:  # no replicate where both arms have a score: nothing to compare
+                continue
+    return across, comparisons
+
+
+def run(spec: RunSpec, out: Path, storage: str | None = None, progress: Progress = Progress(),
+        command: str = "compare") -> tuple[CompareResult, Path, Path]:
+    """Run (or resume) replicates F..F+R-1; writes every checkpoint, ``out/compare.json`` and ``compare.png``."""
+    started = datetime.now(UTC)
+    check(spec)
+    for regularizer in to_tune(spec):
+        registry.load(regularizer)  # an unknown plugin is refused before any work
+    expanded = workflow.expand_ablations(spec)
+    reference = workflow.reference_arm(expanded)
+    arms_mod.resolve(expanded.evaluate.arms, out, expanded,  # a bad arm is refused before any work
+                     tuned={reg: (_placeholder(spec, reg), "") for reg in to_tune(spec)})
+    workflow.apply_runtime(spec)
+    storage = storage or workflow.default_storage(out)
+    out.mkdir(parents=True, exist_ok=True)
+    total = sum(stages(spec, r) for r in indices(spec))
+    records, reused, once, done = [], [], {}, 0
+    for r in indices(spec):
+        path = checkpoint_path(out, spec, r)
+        record = load_checkpoint(path, spec, r)
+        if record is None:
+            record = run_replicate(spec, replicate(spec, r), out, storage, once, progress, done, total)
+            results.save(record, path)
+        else:
+            reused.append(r)
+        done += stages(spec, r)
+        if spec.compare.tune == "once" and not once:
+            once = {p.regularizer: p for p in record.tuning}
+        records.append(record)
+    if progress.on_stage:
+        progress.on_stage("statistics", done, total)
+    across, comparisons = summarise(spec, records, reference)
+    result = CompareResult(
+        spec=spec, key=key(spec), derivation=DERIVATION, covers=covers(spec), replicates=records, arms=across,
+        reference=reference, comparisons=comparisons, reused_replicates=reused,
+        provenance=results.provenance(spec.train.device, started, command),
+    )
+    json_path, png_path = out / "compare.json", out / "compare.png"
+    results.save(result, json_path)
+    plot.save_compare_figure(result, png_path)
+    return result, json_path, png_path
+
+
+def _placeholder(spec: RunSpec, regularizer: str) -> dict[str, float]:
+    """Stand-in tuned values (the range's low ends and the plugin's defaults), to check arms before tuning."""
+    plugin = registry.load(regularizer)
+    return {"lr": spec.tune.lr.low, "weight_decay": spec.tune.weight_decay.low} | plugin.defaults()
