@@ -106,14 +106,15 @@ def _forest(ax: matplotlib.axes.Axes, result: CompareResult) -> None:
                 ax.plot([d.min(), d.max()], [y, y], color=color, alpha=0.4, lw=2)
                 ax.plot(100 * (np.nanmean(a) - np.nanmean(b)), y, "o", color=color, ms=4)
         y = len(result.replicates) + 0.5 + k * step
-        ax.errorbar(100 * c.mean_diff, y, xerr=[[100 * (c.mean_diff - c.ci_low)], [100 * (c.ci_high - c.mean_diff)]],
+        low, high = (c.mean_diff, c.mean_diff) if c.ci_low is None else (c.ci_low, c.ci_high)
+        ax.errorbar(100 * c.mean_diff, y, xerr=[[100 * (c.mean_diff - low)], [100 * (high - c.mean_diff)]],
                     fmt="D", color=color, capsize=5, label=f"{c.arm}: mean, 95% CI")
     ax.axvline(0, color="k", lw=0.8)
     ticks = [f"r{rec.index}" for rec in result.replicates] + ["mean"]
     ax.set_yticks([*range(len(result.replicates)), len(result.replicates) + 0.5], ticks)
     ax.invert_yaxis()
     ax.set(xlabel=f"test accuracy − {ref} (points)", title="paired difference per replicate\n(dot: scores, bar: seeds)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
 
 
 def _p_outperform(ax: matplotlib.axes.Axes, result: CompareResult) -> None:

@@ -136,6 +136,10 @@ def replicates_table(result: CompareResult) -> Table:
     return table
 
 
+def _interval(low: float | None, high: float | None) -> str:
+    return "-" if low is None or high is None else f"[{100 * low:+.2f}, {100 * high:+.2f}]"
+
+
 def replicated_comparison_table(result: CompareResult) -> Table:
     """The decision over replicates: difference, P(A > B), t-test, verdict, power, variance split."""
     r = len(result.replicates)
@@ -147,8 +151,8 @@ def replicated_comparison_table(result: CompareResult) -> Table:
         share = ("-" if c.variance_share_replicates is None
                  else f"{100 * c.variance_share_replicates:.0f}% / {100 * c.variance_share_seeds:.0f}%")
         table.add_row(
-            c.arm, f"{100 * c.mean_diff:+.2f} [{100 * c.ci_low:+.2f}, {100 * c.ci_high:+.2f}]",
-            f"[{100 * c.ci_two_level_low:+.2f}, {100 * c.ci_two_level_high:+.2f}]",
+            c.arm, f"{100 * c.mean_diff:+.2f} {_interval(c.ci_low, c.ci_high)}",
+            _interval(c.ci_two_level_low, c.ci_two_level_high),
             f"{c.p_outperform:.2f} [{c.p_outperform_ci_low:.2f}, {c.p_outperform_ci_high:.2f}]", _num(c.p_ttest),
             _colour(c.verdict), "-" if c.replicates_for_power is None else str(c.replicates_for_power), share,
         )

@@ -165,7 +165,7 @@ class CompareSpec(Spec):
 
     replicates: PosInt = Field(10, description="Replicates R; each re-draws the data, the tuning run and the seeds.")
     first_replicate: int = Field(
-        0, ge=0, le=2**31, description="First replicate index F: replicates F..F+R-1 run (0 is the protocol)."
+        0, ge=0, le=2**32 - 1, description="First replicate index F: replicates F..F+R-1 run (0 is the protocol)."
     )
     tune: Literal["per-replicate", "once"] = Field(
         "per-replicate", description="'per-replicate': every arm tuned afresh in every replicate; 'once': tuned "
