@@ -44,7 +44,8 @@ def _paired_differences(ax: matplotlib.axes.Axes, result: EvaluateResult) -> Non
         diffs = [100 * (a - b) for a, b in zip(arm.test_accuracy, ref.test_accuracy, strict=True)
                  if a is not None and b is not None]
         ax.scatter(np.full(len(diffs), i), diffs, color="0.6", s=12)
-        ax.errorbar(i, 100 * c.mean_diff, yerr=[[100 * (c.mean_diff - c.ci_low)], [100 * (c.ci_high - c.mean_diff)]],
+        low, high = (c.mean_diff, c.mean_diff) if c.ci_low is None else (c.ci_low, c.ci_high)
+        ax.errorbar(i, 100 * c.mean_diff, yerr=[[100 * (c.mean_diff - low)], [100 * (high - c.mean_diff)]],
                     color={"better": "green", "worse": "red"}.get(c.verdict, "k"), marker="o", capsize=6)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(range(len(result.comparisons)), [c.arm for c in result.comparisons], rotation=20)

@@ -85,6 +85,10 @@ def _num(x: float | None, fmt: str = ".3g") -> str:
     return "-" if x is None else format(x, fmt)
 
 
+def _interval(low: float | None, high: float | None) -> str:
+    return "-" if low is None or high is None else f"[{100 * low:+.2f}, {100 * high:+.2f}]"
+
+
 def comparison_table(result: EvaluateResult) -> Table:
     """Paired statistics of every arm against the reference (differences in accuracy points)."""
     n = result.spec.evaluate.seeds
@@ -95,7 +99,7 @@ def comparison_table(result: EvaluateResult) -> Table:
     for c in result.comparisons:
         colour = {"better": "green", "worse": "red"}.get(c.verdict, "yellow")
         table.add_row(
-            c.arm, f"{100 * c.mean_diff:+.2f} [{100 * c.ci_low:+.2f}, {100 * c.ci_high:+.2f}]",
+            c.arm, f"{100 * c.mean_diff:+.2f} {_interval(c.ci_low, c.ci_high)}",
             _num(c.p_ttest), _num(c.p_wilcoxon), _num(c.hedges_g, ".2f"), f"{c.prob_improvement:.2f}",
             f"[{colour}]{c.verdict}[/{colour}]", "-" if c.seeds_for_power is None else str(c.seeds_for_power),
         )
@@ -134,10 +138,6 @@ def replicates_table(result: CompareResult) -> Table:
     table.add_row("mean", "", "", "", *(f"{pct(means[n].mean)} (sd {pct(means[n].std_ddof1)})" for n in names),
                   *(f"{100 * c.mean_diff:+.2f}" for c in result.comparisons), end_section=True)
     return table
-
-
-def _interval(low: float | None, high: float | None) -> str:
-    return "-" if low is None or high is None else f"[{100 * low:+.2f}, {100 * high:+.2f}]"
 
 
 def replicated_comparison_table(result: CompareResult) -> Table:

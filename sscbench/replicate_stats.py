@@ -147,10 +147,6 @@ def verdict(mean_diff: float, p_ttest: float, p_out: float, p_low: float, p_high
     return "no detectable difference"
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
 def compare(arm: str, a: np.ndarray, reference: str, b: np.ndarray, seed: int = 0,
             resamples: int = stats.BOOTSTRAP_RESAMPLES, alpha: float = stats.ALPHA,
             gamma: float = GAMMA) -> ReplicatedComparison:
@@ -177,10 +173,11 @@ def compare(arm: str, a: np.ndarray, reference: str, b: np.ndarray, seed: int = 
     total = None if components is None else between + within
     return ReplicatedComparison(
         arm=arm, reference=reference, replicates=int(diffs.size), seeds_per_replicate=int(a.shape[1]),
-        diffs=[float(x) for x in diffs], mean_diff=float(diffs.mean()), ci_low=_finite(low), ci_high=_finite(high),
-        ci_method=method, ci_two_level_low=_finite(low2), ci_two_level_high=_finite(high2), ci_resamples=resamples,
+        diffs=[float(x) for x in diffs], mean_diff=float(diffs.mean()), ci_low=stats.finite(low),
+        ci_high=stats.finite(high), ci_method=method, ci_two_level_low=stats.finite(low2),
+        ci_two_level_high=stats.finite(high2), ci_resamples=resamples,
         p_outperform=p_out, p_outperform_ci_low=p_low, p_outperform_ci_high=p_high,
-        p_outperform_ci_method="wilson", p_ttest=_finite(p_t), alpha=alpha, gamma=gamma,
+        p_outperform_ci_method="wilson", p_ttest=stats.finite(p_t), alpha=alpha, gamma=gamma,
         verdict=verdict(float(diffs.mean()), p_t, p_out, p_low, p_high, alpha, gamma),
         replicates_for_power=stats.seeds_for_power(diffs, alpha=alpha),
         variance_replicates=between, variance_seeds=within,

@@ -34,8 +34,8 @@ class Summary(BaseModel):
     std: float  # ddof 0, as the seed reported
     std_ddof1: float | None
     median: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None  # None where the bootstrap failed
+    ci_high: float | None
     ci_method: str
     ci_resamples: int
 
@@ -48,17 +48,22 @@ class Comparison(BaseModel):
     reference: str
     n: int
     mean_diff: float
-    ci_low: float
-    ci_high: float
+    ci_low: float | None  # None where undefined (JSON has no NaN)
+    ci_high: float | None
     ci_method: str
     ci_resamples: int
-    p_ttest: float
+    p_ttest: float | None  # None with a single seed
     p_wilcoxon: float
     hedges_g: float | None
     prob_improvement: float
     alpha: float
     verdict: str
     seeds_for_power: int | None
+
+
+def finite(x: float) -> float | None:
+    """x, or None where it is NaN or infinite (results files are JSON, which has neither)."""
+    return float(x) if math.isfinite(x) else None
 
 
 def bootstrap_mean_ci(values: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -87,7 +92,7 @@ def summarize(values: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP_RESA
     low, high, method = bootstrap_mean_ci(values, seed, resamples)
     return Summary(n=values.size, mean=float(values.mean()), std=float(values.std(ddof=0)),
                    std_ddof1=float(values.std(ddof=1)) if values.size > 1 else None,
-                   median=float(np.median(values)), ci_low=low, ci_high=high, ci_method=method,
+                   median=float(np.median(values)), ci_low=finite(low), ci_high=finite(high), ci_method=method,
                    ci_resamples=resamples)
 
 
@@ -184,8 +189,9 @@ def compare(arm: str, a: np.ndarray, reference: str, b: np.ndarray, seed: int = 
     low, high, method = bootstrap_mean_ci(diffs, seed, resamples)
     p_t = paired_ttest_p(diffs)
     return Comparison(
-        arm=arm, reference=reference, n=a.size, mean_diff=float(diffs.mean()), ci_low=low, ci_high=high,
-        ci_method=method, ci_resamples=resamples, p_ttest=p_t, p_wilcoxon=wilcoxon_p(diffs),
+        arm=arm, reference=reference, n=a.size, mean_diff=float(diffs.mean()), ci_low=finite(low),
+        ci_high=finite(high), ci_method=method, ci_resamples=resamples, p_ttest=finite(p_t),
+        p_wilcoxon=wilcoxon_p(diffs),
         hedges_g=hedges_g_paired(diffs), prob_improvement=prob_improvement(a, b), alpha=alpha,
         verdict=verdict(float(diffs.mean()), p_t, alpha), seeds_for_power=seeds_for_power(diffs, alpha=alpha),
     )
