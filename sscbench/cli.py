@@ -27,6 +27,7 @@ from sscbench.host import KernelError
 from sscbench.registry import PluginError
 from sscbench.results import CompareResult, EvaluateResult, ResultsError, TuneResult
 from sscbench.spec import CompareSpec, EvaluateSpec, RunSpec, SpecError, TrainSpec, TuneSpec, build_spec
+from sscbench.storage import StorageError
 from sscbench.trainer import DeviceError
 from sscbench.tuning import TrialDone, TuningError
 
@@ -47,7 +48,7 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
-REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError, DeviceError, KernelError)
+REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError, DeviceError, KernelError, StorageError)
 
 
 def _doc(model: type[BaseModel], field: str) -> str:
@@ -183,7 +184,7 @@ def _arms_override(spec_file: Path | None, arms: str | None) -> list[dict[str, A
             else {"name": n, "regularizer": n} for n in names]
 
 
-def _evaluate(spec: RunSpec, out: Path) -> EvaluateResult:
+def _evaluate(spec: RunSpec, out: Path, storage: str | None = None) -> EvaluateResult:
     groups = len({a.regularizer for a in workflow.expand_ablations(spec).evaluate.arms})
     with _LazyBar("evaluate", groups * spec.evaluate.epochs) as bar:
         done = [0.0]  # group-epochs; sub-stacks add their shares, rounded so that float sums land on integers
@@ -195,7 +196,7 @@ def _evaluate(spec: RunSpec, out: Path) -> EvaluateResult:
                                    f"epoch {epoch + 1}/{spec.evaluate.epochs}")
 
         result, json_path, png_path = workflow.evaluate(spec, out, workflow.Progress(on_epoch=on_epoch),
-                                                        _command_line())
+                                                        _command_line(), storage)
     _print_evaluation(result)
     console.print(f"wrote {json_path} and {png_path}")
     return result
@@ -217,6 +218,7 @@ def evaluate_cmd(
     ablations: Annotated[bool | None, typer.Option(
         "--ablations/--no-ablations",
         help=_doc(EvaluateSpec, "ablations"))] = None,
+    storage: StorageOpt = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
@@ -232,7 +234,7 @@ def evaluate_cmd(
         spec = _spec(spec_file, evaluate={"seeds": seeds, "epochs": epochs, "reference": reference,
                                           "ablations": ablations, "arms": _arms_override(spec_file, arms)},
                      train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
-        _evaluate(spec, out)
+        _evaluate(spec, out, storage)
 
 
 @app.command("reproduce")
@@ -245,6 +247,7 @@ def reproduce_cmd(
     ablations: Annotated[bool | None, typer.Option(
         "--ablations/--no-ablations", help=_doc(EvaluateSpec, "ablations"))] = None,
     studies: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))] = None,
+    storage: StorageOpt = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
@@ -266,8 +269,8 @@ def reproduce_cmd(
         for plugin in dict.fromkeys(to_tune):  # in arm order, each once
             registry.load(plugin)  # refuse an unknown plugin before any tuning starts
         for plugin in dict.fromkeys(to_tune):
-            _tune_one(spec, plugin, out, None, None)
-        _evaluate(spec, out)
+            _tune_one(spec, plugin, out, storage, None)
+        _evaluate(spec, out, storage)
 
 
 def _compare(spec: RunSpec, out: Path, storage: str | None) -> CompareResult:
@@ -330,6 +333,31 @@ def compare_cmd(
                               "gamma": gamma},
                      train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
         _compare(spec, out, storage)
+
+
+@app.command("worker")
+def worker_cmd(
+    storage: Annotated[str, typer.Option(help="Optuna storage URL to serve, e.g. postgresql+psycopg://HOST/DB.")],
+    until_empty: Annotated[bool, typer.Option(
+        "--until-empty/--forever", help="Stop when no study needs work (default), or keep polling.")] = True,
+    spec_file: SpecOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Serve the pending work in a storage: tuning trials and evaluation units of any sscbench study.
+
+    Results files are written by the tune / evaluate / compare commands whose work it shares.
+
+    Example: sscbench worker --storage postgresql+psycopg://user@db-host/sscbench
+    """
+    from sscbench import storage as storage_mod
+    from sscbench import workqueue
+
+    with refusals():
+        spec = _spec(spec_file, train={"threads": threads})
+        workflow.apply_runtime(spec)
+        opened = storage_mod.open_storage(storage, spec.storage)
+        served = workqueue.serve(opened, until_empty, on_study=lambda name: console.print(f"serving {name}"))
+    console.print(f"served {len(served)} study(ies); nothing left to do in {opened.masked}")
 
 
 @app.command("check-plugin")

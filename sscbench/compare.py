@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sscbench import arms as arms_mod
-from sscbench import data, evaluation, plot, registry, replicate_stats, results, tuning, workflow
+from sscbench import data, plot, registry, replicate_stats, results, tuning, workflow, workqueue
 from sscbench.host import cpu_info
 from sscbench.results import (
     ArmAcrossReplicates,
@@ -41,6 +41,7 @@ from sscbench.results import (
     TunedPick,
 )
 from sscbench.spec import RunSpec, SpecError
+from sscbench.storage import Storage, open_storage
 
 DERIVATION = {
     "data_seed": "data.seed + r (mnist1d regenerated: new train, validation and test sets)",
@@ -96,7 +97,7 @@ def check(spec: RunSpec) -> None:
 def key(spec: RunSpec) -> str:
     """Hash of every setting that decides a replicate's results (not R, F, gamma or the reference)."""
     dumped = spec.model_dump_json(exclude={
-        "train": {"device", "threads", "workers"}, "evaluate": {"reference"},
+        "train": {"device", "threads", "workers"}, "evaluate": {"reference"}, "storage": True,
         "compare": {"replicates", "first_replicate", "gamma"}})
     once = f"|tuned-on={spec.compare.first_replicate}" if spec.compare.tune == "once" else ""
     return hashlib.sha256((dumped + once).encode()).hexdigest()[:12]
@@ -134,7 +135,7 @@ def stages(spec: RunSpec, r: int) -> int:
     return (len(to_tune(spec)) if tuned_here else 0) + 1
 
 
-def _tune(spec: RunSpec, rep: Replicate, dataset: data.Dataset, regularizer: str, storage: str,
+def _tune(spec: RunSpec, rep: Replicate, dataset: data.Dataset, regularizer: str, storage: Storage,
           on_epoch: Callable[[int, float], None] | None) -> tuple[TunedPick, int]:
     """Run or resume the replicate's study of one plugin; its pick and the model-epochs the study holds."""
     plugin = registry.load(regularizer)
@@ -145,14 +146,14 @@ def _tune(spec: RunSpec, rep: Replicate, dataset: data.Dataset, regularizer: str
     if best is None or best.value is None:
         raise tuning.TuningError(f"study '{name}' has no completed trial")
     return TunedPick(
-        regularizer=regularizer, tuned_in=rep.index, study_name=name, storage=storage,
+        regularizer=regularizer, tuned_in=rep.index, study_name=name, storage=storage.masked,
         sampler_seed=rep.sampler_seed, data_seed=rep.data_seed, model_seed=rep.tune_model_seed,
         trials_complete=sum(t.state == "COMPLETE" for t in record.trials), best_trial=best.number,
         best_value=best.value, params=dict(best.params), wall_seconds=time.perf_counter() - started,
     ), len(record.trials) * spec.tune.epochs
 
 
-def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: str, once: dict[str, TunedPick],
+def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: Storage, once: dict[str, TunedPick],
                   progress: Progress = Progress(), done: int = 0, total: int = 0) -> ReplicateRecord:
     """One complete protocol run; ``once`` holds the picks reused under ``compare.tune = 'once'``."""
     spec_r = replicate_spec(spec, rep)
@@ -182,7 +183,7 @@ def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: str, once: 
     if progress.on_stage:
         progress.on_stage(label, done, total)
     hook = (lambda _arms, e, share: progress.on_epoch(label, e, share)) if progress.on_epoch else None
-    arm_results = evaluation.run_evaluation(spec_e, resolved, dataset, hook, seeds=rep.model_seeds)
+    arm_results = workqueue.run_shared_evaluation(spec_e, resolved, dataset, storage, rep.model_seeds, hook)
     configs = {(a.regularizer, tuple(sorted(a.params.items()))) for a in resolved}
     model_epochs += len(configs) * len(rep.model_seeds) * spec.evaluate.epochs
     arms = [ReplicateArm(
@@ -257,15 +258,16 @@ def run(spec: RunSpec, out: Path, storage: str | None = None, progress: Progress
     arms_mod.resolve(expanded.evaluate.arms, out, expanded,  # a bad arm is refused before any work
                      tuned={reg: (_placeholder(spec, reg), "") for reg in to_tune(spec)})
     workflow.apply_runtime(spec)
-    storage = storage or workflow.default_storage(out)
+    opened = open_storage(storage, spec.storage) if storage else None  # a bad URL is refused before any write
     out.mkdir(parents=True, exist_ok=True)
+    opened = opened or open_storage(workflow.default_storage(out), spec.storage)
     total = sum(stages(spec, r) for r in indices(spec))
     records, reused, once, done = [], [], {}, 0
     for r in indices(spec):
         path = checkpoint_path(out, spec, r)
         record = load_checkpoint(path, spec, r)
         if record is None:
-            record = run_replicate(spec, replicate(spec, r), out, storage, once, progress, done, total)
+            record = run_replicate(spec, replicate(spec, r), out, opened, once, progress, done, total)
             results.save(record, path)
         else:
             reused.append(r)

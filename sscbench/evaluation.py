@@ -164,6 +164,39 @@ class _Configs:
         return slice(k * self.seeds, (k + 1) * self.seeds)
 
 
+def units(arms: list[ResolvedArm]) -> list[list[ResolvedArm]]:
+    """The evaluation's units of work: the arms of one regularizer, trained as one stack."""
+    return [list(g) for _, g in groupby(sorted(arms, key=lambda a: a.regularizer), key=lambda a: a.regularizer)]
+
+
+def evaluate_unit(
+    spec: RunSpec,
+    group: list[ResolvedArm],
+    dataset: Dataset,
+    seeds: Sequence[int],
+    on_epoch: Callable[[str, int, float], None] | None = None,
+) -> list[ArmResult]:
+    """Train one unit (arms sharing a regularizer) over ``seeds`` as one stack; results in the group's order."""
+    seeds = list(seeds)
+    # Each distinct configuration trains once: an arm and the tuning studies' picks (for the
+    # spread across studies) that share hyperparameters share their rows of the stack.
+    stack = _Configs(len(seeds))
+    arm_rows = {a.name: stack.rows(a.params) for a in group}
+    study_rows = {a.name: [(study, p, stack.rows(p)) for study, p in a.studies] for a in group}
+    members = [Member(seed, p["lr"], p["weight_decay"], {k: v for k, v in p.items()
+                                                          if k not in ("lr", "weight_decay")})
+               for p in stack.configs for seed in seeds]
+    label = ", ".join(a.name for a in group)
+    hook = (lambda epoch, share: on_epoch(label, epoch, share)) if on_epoch else None
+    measured = _measure(spec, members, group[0].regularizer, dataset, hook)
+    out = []
+    for arm in group:
+        picks = study_rows[arm.name]
+        spread = _spread([(study, p, _final(measured, rows)) for study, p, rows in picks]) if picks else None
+        out.append(summarise(arm, seeds, measured, arm_rows[arm.name], spread))
+    return out
+
+
 def run_evaluation(
     spec: RunSpec,
     arms: list[ResolvedArm],
@@ -173,25 +206,7 @@ def run_evaluation(
 ) -> list[ArmResult]:
     """Train every arm over ``seeds`` (default 0..spec.evaluate.seeds - 1); results in the order of ``arms``."""
     seeds = list(range(spec.evaluate.seeds)) if seeds is None else list(seeds)
-    n = len(seeds)
-    out: dict[str, ArmResult] = {}
-    for regularizer, group in groupby(sorted(arms, key=lambda a: a.regularizer), key=lambda a: a.regularizer):
-        group = list(group)
-        # Each distinct configuration trains once: an arm and the tuning studies' picks (for the
-        # spread across studies) that share hyperparameters share their rows of the stack.
-        stack = _Configs(n)
-        arm_rows = {a.name: stack.rows(a.params) for a in group}
-        study_rows = {a.name: [(study, p, stack.rows(p)) for study, p in a.studies] for a in group}
-        members = [Member(seed, p["lr"], p["weight_decay"], {k: v for k, v in p.items()
-                                                              if k not in ("lr", "weight_decay")})
-                   for p in stack.configs for seed in seeds]
-        label = ", ".join(a.name for a in group)
-        hook = (lambda epoch, share, label=label: on_epoch(label, epoch, share)) if on_epoch else None
-        measured = _measure(spec, members, regularizer, dataset, hook)
-        for arm in group:
-            picks = study_rows[arm.name]
-            spread = _spread([(study, p, _final(measured, rows)) for study, p, rows in picks]) if picks else None
-            out[arm.name] = summarise(arm, seeds, measured, arm_rows[arm.name], spread)
+    out = {r.name: r for group in units(arms) for r in evaluate_unit(spec, group, dataset, seeds, on_epoch)}
     return [out[a.name] for a in arms]
 
 

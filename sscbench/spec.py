@@ -176,6 +176,23 @@ class CompareSpec(Spec):
     )
 
 
+class StorageSpec(Spec):
+    """How workers share an Optuna storage (PostgreSQL); SQLite takes one process per study."""
+
+    heartbeat_interval: PosInt = Field(10, description="Seconds between a worker's heartbeats for its trials.")
+    grace_period: PosInt = Field(
+        60, description="Seconds without a heartbeat after which a trial counts as its worker's death and is "
+                        "retried with the same parameters.")
+    max_retry: int = Field(3, ge=0, description="Times one trial is retried after its worker died.")
+
+    @model_validator(mode="after")
+    def _check(self) -> StorageSpec:
+        if self.grace_period <= self.heartbeat_interval:
+            raise ValueError(f"grace_period ({self.grace_period}) must exceed heartbeat_interval "
+                             f"({self.heartbeat_interval})")
+        return self
+
+
 class RunSpec(Spec):
     """Everything a run needs; defaults reproduce PROTOCOL.md."""
 
@@ -185,6 +202,7 @@ class RunSpec(Spec):
     tune: TuneSpec = Field(default_factory=TuneSpec, description="Tuning stage.")
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec, description="Evaluation stage.")
     compare: CompareSpec = Field(default_factory=CompareSpec, description="Replicated comparison (compare).")
+    storage: StorageSpec = Field(default_factory=StorageSpec, description="Workers sharing a storage.")
 
 
 class SpecError(ValueError):

@@ -16,18 +16,22 @@ What it is not: the CLI (no printing) or the results file (``sscbench.results``)
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sscbench.data import Dataset
 from sscbench.regularizer import Regularizer
 from sscbench.results import StudyRecord, TrialRecord
 from sscbench.spec import RunSpec, SearchRange
+from sscbench.storage import JOB_ATTR, Storage
 from sscbench.trainer import Member, stack_progress, train_stack
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -140,69 +144,114 @@ def _member(trial_params: dict[str, float], model_seed: int) -> Member:
                   {k: v for k, v in trial_params.items() if k not in ("lr", "weight_decay")})
 
 
+POLL_SECONDS = 0.5  # how often a worker with nothing to ask looks again
+
+
+def _ask_round(study: optuna.Study, sampler: optuna.samplers.TPESampler, count: int, spec: RunSpec,
+               space: dict[str, SearchRange], fixed: dict[str, float], sampler_seed: int
+               ) -> tuple[list[int], list[Member]]:
+    """Ask ``count`` trials (queued retries first) with the sampler state the study saved last."""
+    saved = study.user_attrs.get(SAMPLER_STATE_ATTR)
+    if saved is not None:
+        _restore_state(sampler, saved["state"])
+    round_no = saved["round"] + 1 if saved else 0
+    trials = [study.ask() for _ in range(count)]
+    members = []
+    for trial in trials:
+        sampled = _suggest(trial, space)  # a retried trial returns its original parameters
+        trial.set_user_attr("fixed_params", fixed)
+        trial.set_user_attr("sampler_seed", sampler_seed)
+        trial.set_user_attr(ROUND_ATTR, round_no)
+        members.append(_member(sampled | fixed, spec.tune.model_seed))
+    study.set_user_attr(SAMPLER_STATE_ATTR, {"round": round_no, "state": _encode_state(sampler)})
+    return [t.number for t in trials], members
+
+
+def _give_back(storage: Storage, study: optuna.Study, numbers: set[int]) -> None:
+    """On a shared storage, an interrupted worker's untold trials are failed and queued again at once."""
+    if not storage.shared:
+        return  # SQLite: they stay RUNNING and the next run on the study trains their round again
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=storage.spec.max_retry)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.number in numbers:
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            retry(study, study.get_trials(deepcopy=False)[trial.number])
+
+
 def run_study(
     spec: RunSpec,
     plugin: Regularizer,
     dataset: Dataset,
-    storage: str,
+    storage: Storage,
     study_name: str,
     sampler_seed: int,
     on_trial: Callable[[TrialDone], None] | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> StudyRecord:
-    """Run (or resume) one study until it holds ``spec.tune.trials`` completed trials."""
+    """Run, resume or join one study until it holds ``spec.tune.trials`` completed trials.
+
+    On a shared storage several workers may run this for the same study at once:
+    each asks what the study still needs under the study's lock, beats for its
+    trials, and waits while others finish theirs.
+    """
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
-    study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
-                                direction="maximize", load_if_exists=True)
+    study = storage.create_study(study_name, sampler)
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise TuningError(f"study '{study_name}' in {storage} is not a maximisation study")
+        raise TuningError(f"study '{study_name}' in {storage.masked} is not a maximisation study")
     space, fixed = search_space(spec, plugin), fixed_params(plugin)
     target, widths = spec.tune.trials, [dataset.train.x.shape[1], *spec.model.hidden, dataset.num_classes]
-    saved = study.user_attrs.get(SAMPLER_STATE_ATTR)
-    if saved is not None:
-        _restore_state(sampler, saved["state"])
-    round_no, pending = _interrupted_round(study)
-    next_round = max(saved["round"] + 1 if saved else 0, (round_no or 0) + 1 if pending else 0)
 
     def completed() -> list[optuna.trial.FrozenTrial]:
         return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
     failures_left = target  # a study whose every trial diverges must still end
-    while pending or (done := len(completed())) < target:
-        if pending:  # the interrupted round, trained again as the same stack
-            numbers = [t.number for t in pending]
-            members = [_member(dict(t.params) | t.user_attrs.get("fixed_params", {}), spec.tune.model_seed)
-                       for t in pending]
-            to_tell = {t.number for t in pending if t.state == TrialState.RUNNING}
-            pending = []
-        else:
-            trials = [study.ask() for _ in range(min(spec.tune.round_size, target - done))]
-            members = []
-            for trial in trials:
-                sampled = _suggest(trial, space)
-                trial.set_user_attr("fixed_params", fixed)
-                trial.set_user_attr("sampler_seed", sampler_seed)
-                trial.set_user_attr(ROUND_ATTR, next_round)
-                members.append(_member(sampled | fixed, spec.tune.model_seed))
-            study.set_user_attr(SAMPLER_STATE_ATTR, {"round": next_round, "state": _encode_state(sampler)})
-            next_round += 1
-            numbers = [t.number for t in trials]
-            to_tell = set(numbers)
-        hook = stack_progress(len(members), on_epoch) if on_epoch else None
-        history = train_stack(dataset.train, widths, members, plugin, spec.tune.epochs, spec.train,
-                              {"validation": dataset.validation}, hook)
-        for number, curve in zip(numbers, history.accuracy["validation"], strict=True):
-            if number not in to_tell:
+    with storage.lease(study_name):
+        job = {"kind": "tune", "spec": json.loads(spec.model_dump_json()), "plugin": plugin.name,
+               "sampler_seed": sampler_seed}
+        if study.user_attrs.get(JOB_ATTR) != job:  # the latest request: a worker serves it up to this target
+            study.set_user_attr(JOB_ATTR, job)
+        pending = [] if storage.shared else _interrupted_round(study)[1]
+        while True:
+            with storage.serial(study_name):
+                if pending:  # the round an interruption cut short, trained again as the same stack
+                    numbers = [t.number for t in pending]
+                    members = [_member(dict(t.params) | t.user_attrs.get("fixed_params", {}), spec.tune.model_seed)
+                               for t in pending]
+                    to_tell = {t.number for t in pending if t.state == TrialState.RUNNING}
+                    pending = []
+                else:
+                    storage.fail_stale(study)
+                    states = [t.state for t in study.get_trials(deepcopy=False)]
+                    done, running = states.count(TrialState.COMPLETE), states.count(TrialState.RUNNING)
+                    if done >= target:
+                        break
+                    count = min(spec.tune.round_size, target - done - running)
+                    numbers, members = ([], []) if count <= 0 else _ask_round(
+                        study, sampler, count, spec, space, fixed, sampler_seed)
+                    to_tell = set(numbers)
+            if not numbers:  # other workers hold the rest of the study's trials
+                time.sleep(POLL_SECONDS)
                 continue
-            value = float(np.nanmax(curve)) if not np.isnan(curve).all() else math.nan
-            if math.isfinite(value):
-                study.tell(number, value)
-            else:
-                study.tell(number, state=TrialState.FAIL)
-                failures_left -= 1
-            if on_trial is not None:
-                best = completed()
-                on_trial(TrialDone(len(best), target, max((t.value for t in best), default=None)))
-        if failures_left <= 0:
-            raise TuningError(f"study '{study_name}': {target} trials failed (diverged); giving up")
-    return study_record(study, storage, sampler_seed)
+            try:
+                with storage.heartbeat(study.get_trials(deepcopy=False)[n]._trial_id for n in numbers):
+                    hook = stack_progress(len(members), on_epoch) if on_epoch else None
+                    history = train_stack(dataset.train, widths, members, plugin, spec.tune.epochs, spec.train,
+                                          {"validation": dataset.validation}, hook)
+            except BaseException:
+                _give_back(storage, study, to_tell)
+                raise
+            for number, curve in zip(numbers, history.accuracy["validation"], strict=True):
+                if number not in to_tell:
+                    continue
+                value = float(np.nanmax(curve)) if not np.isnan(curve).all() else math.nan
+                if math.isfinite(value):
+                    study.tell(number, value, skip_if_finished=True)
+                else:
+                    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+                    failures_left -= 1
+                if on_trial is not None:
+                    best = completed()
+                    on_trial(TrialDone(len(best), target, max((t.value for t in best), default=None)))
+            if failures_left <= 0:
+                raise TuningError(f"study '{study_name}': {target} trials failed (diverged); giving up")
+    return study_record(study, storage.masked, sampler_seed)

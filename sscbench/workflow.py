@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 from sscbench import arms as arms_mod
-from sscbench import data, evaluation, plot, registry, results, tuning
+from sscbench import data, evaluation, plot, registry, results, tuning, workqueue
 from sscbench.host import force_kernels
 from sscbench.results import EvaluateResult, TuneResult
 from sscbench.spec import RunSpec
+from sscbench.storage import open_storage
 from sscbench.trainer import resolve_device
 
 
@@ -80,8 +81,9 @@ def tune(
     plugin = registry.load(regularizer)
     apply_runtime(spec)
     dataset = data.load(spec.data)
+    opened = open_storage(storage, spec.storage) if storage else None  # a bad URL is refused before any write
     out.mkdir(parents=True, exist_ok=True)
-    storage = storage or default_storage(out)
+    opened = opened or open_storage(default_storage(out), spec.storage)
     studies = []
     for k in range(spec.tune.studies):
         seed = spec.tune.sampler_seed + k
@@ -89,7 +91,7 @@ def tune(
         if study_name and spec.tune.studies > 1:
             name = f"{study_name}-{k}"
         on_epoch = (lambda e, share, n=name: progress.on_epoch(n, e, share)) if progress.on_epoch else None
-        studies.append(tuning.run_study(spec, plugin, dataset, storage, name, seed, progress.on_trial, on_epoch))
+        studies.append(tuning.run_study(spec, plugin, dataset, opened, name, seed, progress.on_trial, on_epoch))
     best_study = max((s for s in studies if s.best), key=lambda s: s.best.value)
     result = TuneResult(
         regularizer=regularizer, spec=spec, search_space=tuning.search_space(spec, plugin),
@@ -103,16 +105,24 @@ def tune(
 
 
 def evaluate(
-    spec: RunSpec, out: Path, progress: Progress = Progress(), command: str = "evaluate"
+    spec: RunSpec, out: Path, progress: Progress = Progress(), command: str = "evaluate", storage: str | None = None,
 ) -> tuple[EvaluateResult, Path, Path]:
-    """Evaluate every arm of the spec; writes ``out/evaluate.json`` and ``out/evaluate.png``."""
+    """Evaluate every arm of the spec; writes ``out/evaluate.json`` and ``out/evaluate.png``.
+
+    The work goes through the storage's evaluation study (one unit per regularizer), so
+    other processes on the same storage share it and an interrupted run keeps its finished units.
+    """
     started = datetime.now(UTC)
     spec = expand_ablations(spec)
     resolved = arms_mod.resolve(spec.evaluate.arms, out, spec)
     reference = reference_arm(spec)
     apply_runtime(spec)
+    opened = open_storage(storage, spec.storage) if storage else None  # a bad URL is refused before any write
     dataset = data.load(spec.data)
-    arm_results = evaluation.run_evaluation(spec, resolved, dataset, progress.on_epoch)
+    out.mkdir(parents=True, exist_ok=True)
+    opened = opened or open_storage(default_storage(out), spec.storage)
+    seeds = list(range(spec.evaluate.seeds))
+    arm_results = workqueue.run_shared_evaluation(spec, resolved, dataset, opened, seeds, progress.on_epoch)
     result = EvaluateResult(
         spec=spec, arms=arm_results, reference=reference,
         comparisons=evaluation.comparisons(arm_results, reference) if reference else [],

@@ -112,19 +112,20 @@ def test_more_replicates_reuse_the_finished_ones(tmp_path, tiny):
 
 def test_an_interrupted_compare_resumes_to_the_same_numbers(tmp_path, monkeypatch, tiny):
     out, _ = tiny
-    real = evaluation.run_evaluation
+    # units are evaluated in regularizer order: call 3 is replicate 1's first unit
+    real = evaluation.evaluate_unit
     calls = {"n": 0}
 
     def crash_in_second_replicate(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 3:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluation, "run_evaluation", crash_in_second_replicate)
+    monkeypatch.setattr(evaluation, "evaluate_unit", crash_in_second_replicate)
     assert invoke("compare", "--replicates", 2, *TINY, "--out", tmp_path).exit_code != 0
     assert not (tmp_path / "compare.json").exists()
-    monkeypatch.setattr(evaluation, "run_evaluation", real)
+    monkeypatch.setattr(evaluation, "evaluate_unit", real)
     ok("compare", "--replicates", 2, *TINY, "--out", tmp_path)
     resumed, whole = load(tmp_path), load(out)
     assert resumed.reused_replicates == [0]

@@ -1,0 +1,175 @@
+"""Shared work in an Optuna storage: evaluation units as queued trials, and what a worker serves.
+
+What it is: an evaluation's units (the arms of one regularizer, trained as one
+stack) queued as WAITING trials of an evaluation study. Any process working on
+the same evaluation (a second `sscbench evaluate` or `compare`, or `sscbench
+worker`) asks for the next unit, beats for it while it trains, and stores the
+unit's per-arm results as a user attribute of the trial; every process then
+reads all units' results back, so each writes the same results file a single
+process writes. A finished unit is never trained again: an interrupted
+evaluation resumes with the units that were left. Every study sscbench creates
+records how to run it (``JOB_ATTR``), so ``serve`` can take up any study that
+still needs work.
+What it is not: the training (``sscbench.evaluation``, ``sscbench.tuning``) or
+the storage mechanics (``sscbench.storage``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from sscbench import data, evaluation, registry, tuning
+from sscbench.arms import ResolvedArm
+from sscbench.results import ArmResult
+from sscbench.spec import RunSpec
+from sscbench.storage import JOB_ATTR, Storage, StorageError
+
+UNIT_ATTR = "sscbench_unit"
+RESULTS_ATTR = "sscbench_arm_results"
+POLL_SECONDS = 0.5
+
+
+def evaluation_study_name(spec: RunSpec, arms: Sequence[ResolvedArm], seeds: Sequence[int]) -> str:
+    """A name that changes with everything deciding a unit's results."""
+    key = "|".join([
+        spec.data.model_dump_json(), spec.model.model_dump_json(),
+        spec.train.model_dump_json(exclude={"device", "threads", "workers"}), str(spec.evaluate.epochs),
+        json.dumps(list(seeds)), json.dumps([asdict(a) for a in arms], sort_keys=True),
+    ])
+    return f"evaluate-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, storage: Storage) -> None:
+    """Fail a unit's trial and queue a copy (the same unit), as Optuna's retry callback does for stale trials."""
+    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    RetryHeartbeatStaleTrialCallback(max_retry=None)(study, study.get_trials(deepcopy=False)[trial.number])
+
+
+def run_shared_evaluation(
+    spec: RunSpec,
+    arms: list[ResolvedArm],
+    dataset: data.Dataset,
+    storage: Storage,
+    seeds: Sequence[int],
+    on_epoch: Callable[[str, int, float], None] | None = None,
+) -> list[ArmResult]:
+    """Evaluate every arm through the storage's evaluation study; results in the order of ``arms``."""
+    groups = evaluation.units(arms)
+    name = evaluation_study_name(spec, arms, seeds)
+    study = storage.create_study(name, optuna.samplers.RandomSampler(seed=0))
+    with storage.lease(name):
+        with storage.serial(name):
+            trials = study.get_trials(deepcopy=False)
+            if not trials:
+                study.set_user_attr(JOB_ATTR, {"kind": "evaluate", "spec": json.loads(spec.model_dump_json()),
+                                               "arms": [asdict(a) for a in arms], "seeds": list(seeds)})
+                for unit in range(len(groups)):
+                    study.enqueue_trial({}, user_attrs={UNIT_ATTR: unit})
+            elif not storage.shared:  # this process holds the study: RUNNING units were left by a dead one
+                for t in trials:
+                    if t.state == TrialState.RUNNING:
+                        _requeue(study, t, storage)
+        while True:
+            with storage.serial(name):
+                storage.fail_stale(study)
+                trials = study.get_trials(deepcopy=False)
+                done = {t.user_attrs[UNIT_ATTR] for t in trials if t.state == TrialState.COMPLETE}
+                if len(done) == len(groups):
+                    break
+                trial = study.ask() if any(t.state == TrialState.WAITING for t in trials) else None
+            if trial is None:  # other workers hold the remaining units
+                time.sleep(POLL_SECONDS)
+                continue
+            unit = trial.user_attrs[UNIT_ATTR]
+            if unit in done:  # a retry of a unit that finished meanwhile
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                continue
+            try:
+                with storage.heartbeat([trial._trial_id]):
+                    results = evaluation.evaluate_unit(spec, groups[unit], dataset, seeds, on_epoch)
+            except BaseException:
+                if storage.shared:  # queue it again now rather than after the grace period
+                    _requeue(study, study.get_trials(deepcopy=False)[trial.number], storage)
+                raise
+            trial.set_user_attr(RESULTS_ATTR, [json.loads(r.model_dump_json()) for r in results])
+            study.tell(trial, 1.0, skip_if_finished=True)
+    finished: dict[str, ArmResult] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        for raw in t.user_attrs[RESULTS_ATTR]:
+            finished.setdefault(raw["name"], ArmResult.model_validate(raw))
+    return [finished[a.name] for a in arms]
+
+
+def _pending(study: optuna.Study, job: dict) -> bool:
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    if job["kind"] == "tune":
+        return states.count(TrialState.COMPLETE) < job["spec"]["tune"]["trials"]
+    groups = len(evaluation.units([ResolvedArm(**_arm(a)) for a in job["arms"]]))
+    done = {t.user_attrs.get(UNIT_ATTR) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    return len(done) < groups
+
+
+def _arm(raw: dict) -> dict:
+    return raw | {"defaults_used": tuple(raw["defaults_used"]),
+                  "studies": tuple((name, params) for name, params in raw["studies"])}
+
+
+def serve_study(storage: Storage, name: str, job: dict,
+                on_epoch: Callable[[str, int, float], None] | None = None) -> None:
+    """Work on one study as the process that created it would."""
+    spec = RunSpec.model_validate(job["spec"])
+    dataset = data.load(spec.data)
+    hook = (lambda e, share: on_epoch(name, e, share)) if on_epoch else None
+    if job["kind"] == "tune":
+        tuning.run_study(spec, registry.load(job["plugin"]), dataset, storage, name, job["sampler_seed"],
+                         on_epoch=hook)
+    else:
+        arms = [ResolvedArm(**_arm(a)) for a in job["arms"]]
+        run_shared_evaluation(spec, arms, dataset, storage, job["seeds"], on_epoch)
+
+
+def pending_studies(storage: Storage) -> list[tuple[str, dict]]:
+    """Studies in the storage that sscbench created and that still need work, oldest first."""
+    out = []
+    for summary in optuna.get_all_study_summaries(storage.rdb, include_best_trial=False):
+        job = summary.user_attrs.get(JOB_ATTR)
+        if job is None:
+            continue
+        study = optuna.load_study(study_name=summary.study_name, storage=storage.rdb)
+        if _pending(study, job):
+            out.append((summary.study_name, job))
+    return out
+
+
+def serve(storage: Storage, until_empty: bool, on_study: Callable[[str], None] | None = None,
+          on_epoch: Callable[[str, int, float], None] | None = None, poll: float = 5.0) -> list[str]:
+    """Serve pending studies until none is left that this process can work on (``until_empty``) or forever.
+
+    Returns the names of the studies it worked on. A SQLite study that another process holds is left to it.
+    """
+    served: list[str] = []
+    while True:
+        progressed = False
+        for name, job in pending_studies(storage):
+            if on_study:
+                on_study(name)
+            try:
+                serve_study(storage, name, job, on_epoch)
+            except StorageError:
+                if storage.shared:
+                    raise
+                continue
+            served.append(name)
+            progressed = True
+        if not progressed:
+            if until_empty:
+                return served
+            time.sleep(poll)
