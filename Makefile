@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The suite runs beside a throwaway PostgreSQL cluster (Unix socket only), stopped afterwards.
 test: $(STAMP)
 	$(PY) -m ruff check $(LINT)
-	$(PY) -m pytest
+	bash tools/with-postgres.sh $(PY) -m pytest
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINT)

@@ -192,12 +192,12 @@ def test_a_second_process_on_a_sqlite_study_is_refused(tmp_path):
     url = f"sqlite:///{out / 'optuna.db'}"
     storage = open_storage(url)
     with storage.lease("held"):  # this process works on study "held"
-        res = subprocess.run([*CLI, "tune", "baseline", "--trials", 1, "--epochs", 1, "--study-name", "held",
-                              "--out", out], capture_output=True, text=True)
+        res = subprocess.run([*CLI, "tune", "baseline", "--trials", "1", "--epochs", "1", "--study-name", "held",
+                              "--out", str(out)], capture_output=True, text=True)
         assert res.returncode == 2, res.stdout + res.stderr
         assert "in use by another sscbench process" in res.stderr and "Traceback" not in res.stderr
-        other = subprocess.run([*CLI, "tune", "baseline", "--trials", 1, "--epochs", 1, "--study-name", "free",
-                                "--out", out], capture_output=True, text=True)
+        other = subprocess.run([*CLI, "tune", "baseline", "--trials", "1", "--epochs", "1", "--study-name", "free",
+                                "--out", str(out)], capture_output=True, text=True)
         assert other.returncode == 0, other.stderr  # other studies of the same file are free
 
 
@@ -209,8 +209,8 @@ def test_a_second_process_on_a_sqlite_study_is_refused(tmp_path):
     ("sqlite:////no/such/folder/optuna.db", "does not exist"),
 ])
 def test_bad_storage_urls_are_refused_in_one_line_with_the_password_masked(tmp_path, url, needle):
-    res = subprocess.run([*CLI, "tune", "baseline", "--trials", 1, "--epochs", 1, "--storage", url,
-                          "--out", tmp_path / "out"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([*CLI, "tune", "baseline", "--trials", "1", "--epochs", "1", "--storage", url,
+                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and needle in res.stderr, res.stderr
     assert "hunter2" not in res.stderr + res.stdout and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
@@ -225,8 +225,8 @@ def test_worker_refuses_a_bad_url(tmp_path):
 def test_job_records_let_a_worker_run_a_study(tmp_path):
     """A study records what a worker needs to run it (kind, spec, plugin, sampler seed)."""
     out = tmp_path / "out"
-    res = subprocess.run([*CLI, "tune", "baseline", "--trials", 1, "--epochs", 1, "--study-name", "j",
-                          "--out", out], capture_output=True, text=True)
+    res = subprocess.run([*CLI, "tune", "baseline", "--trials", "1", "--epochs", "1", "--study-name", "j",
+                          "--out", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     study = optuna.load_study(study_name="j", storage=f"sqlite:///{out / 'optuna.db'}")
     job = study.user_attrs["sscbench_job"]
