@@ -37,6 +37,7 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sscbench.spec import StorageSpec
@@ -168,10 +169,36 @@ class Storage:
             stop.set()
             thread.join()
 
-    def fail_stale(self, study: optuna.Study) -> None:
-        """Fail trials whose worker stopped beating; the retry callback queues their copies."""
+    def claim(self, trial_ids: Iterable[int]) -> None:
+        """Record a first heartbeat for trials just asked; call it under ``serial``, right after asking."""
         if self.shared:
-            optuna.storages.fail_stale_trials(study)
+            for tid in trial_ids:
+                self.rdb.record_heartbeat(tid)
+
+    def fail_stale(self, study: optuna.Study) -> None:
+        """Fail trials whose worker died; the retry callback queues their copies. Call it under ``serial``.
+
+        Optuna's ``fail_stale_trials`` only sees trials that have beaten at least once. Workers
+        record a first beat under the study's lock right after asking (``claim``), so a RUNNING
+        trial without any beat, seen under that lock, belongs to a worker that died in between.
+        """
+        if not self.shared:
+            return
+        optuna.storages.fail_stale_trials(study)
+        running = {t._trial_id: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        if not running:
+            return
+        from sqlalchemy import bindparam, text
+
+        query = text("SELECT DISTINCT trial_id FROM trial_heartbeats WHERE trial_id IN :ids").bindparams(
+            bindparam("ids", expanding=True))
+        with self.rdb.engine.connect() as conn:
+            beaten = {row[0] for row in conn.execute(query, {"ids": list(running)})}
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=self.spec.max_retry)
+        for tid, trial in running.items():
+            if tid not in beaten:
+                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+                retry(study, study.get_trials(deepcopy=False)[trial.number])
 
 
 def open_storage(url: str, spec: StorageSpec | None = None) -> Storage:

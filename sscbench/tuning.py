@@ -228,6 +228,7 @@ def run_study(
                     count = min(spec.tune.round_size, target - done - running)
                     numbers, members = ([], []) if count <= 0 else _ask_round(
                         study, sampler, count, spec, space, fixed, sampler_seed)
+                    storage.claim(study.get_trials(deepcopy=False)[n]._trial_id for n in numbers)
                     to_tell = set(numbers)
             if not numbers:  # other workers hold the rest of the study's trials
                 time.sleep(POLL_SECONDS)

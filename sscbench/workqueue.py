@@ -85,6 +85,8 @@ def run_shared_evaluation(
                 if len(done) == len(groups):
                     break
                 trial = study.ask() if any(t.state == TrialState.WAITING for t in trials) else None
+                if trial is not None:
+                    storage.claim([trial._trial_id])
             if trial is None:  # other workers hold the remaining units
                 time.sleep(POLL_SECONDS)
                 continue
