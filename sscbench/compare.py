@@ -136,12 +136,17 @@ def stages(spec: RunSpec, r: int) -> int:
 
 
 def _tune(spec: RunSpec, rep: Replicate, dataset: data.Dataset, regularizer: str, storage: Storage,
-          on_epoch: Callable[[int, float], None] | None) -> tuple[TunedPick, int]:
-    """Run or resume the replicate's study of one plugin; its pick and the model-epochs the study holds."""
+          on_epoch: Callable[[int, float], None] | None, wait: bool = True) -> tuple[TunedPick, int] | None:
+    """Run or resume the replicate's study of one plugin; its pick and the model-epochs the study holds.
+
+    None when ``wait`` is False and other workers hold the rest of the study.
+    """
     plugin = registry.load(regularizer)
     name = tuning.default_study_name(spec, plugin, rep.sampler_seed)
     started = time.perf_counter()
-    record = tuning.run_study(spec, plugin, dataset, storage, name, rep.sampler_seed, None, on_epoch)
+    record = tuning.run_study(spec, plugin, dataset, storage, name, rep.sampler_seed, None, on_epoch, wait)
+    if record is None:
+        return None
     best = record.best
     if best is None or best.value is None:
         raise tuning.TuningError(f"study '{name}' has no completed trial")
@@ -154,8 +159,13 @@ def _tune(spec: RunSpec, rep: Replicate, dataset: data.Dataset, regularizer: str
 
 
 def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: Storage, once: dict[str, TunedPick],
-                  progress: Progress = Progress(), done: int = 0, total: int = 0) -> ReplicateRecord:
-    """One complete protocol run; ``once`` holds the picks reused under ``compare.tune = 'once'``."""
+                  progress: Progress = Progress(), done: int = 0, total: int = 0,
+                  wait: bool = True) -> ReplicateRecord | None:
+    """One complete protocol run; ``once`` holds the picks reused under ``compare.tune = 'once'``.
+
+    With ``wait=False`` (workers sharing a storage) it does what work it can and returns None
+    where the rest is held by other workers.
+    """
     spec_r = replicate_spec(spec, rep)
     dataset = data.load(spec_r.data)
     picks: dict[str, TunedPick] = {}
@@ -169,9 +179,13 @@ def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: Storage, on
         if progress.on_stage:
             progress.on_stage(label, done, total)
         hook = (lambda e, share, label=label: progress.on_epoch(label, e, share)) if progress.on_epoch else None
-        picks[regularizer], spent = _tune(spec_r, rep, dataset, regularizer, storage, hook)
-        model_epochs += spent
+        tuned_here = _tune(spec_r, rep, dataset, regularizer, storage, hook, wait)
+        if tuned_here is not None:
+            picks[regularizer], spent = tuned_here
+            model_epochs += spent
         done += 1
+    if len(picks) < len(to_tune(spec)):
+        return None
     tune_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -183,7 +197,9 @@ def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: Storage, on
     if progress.on_stage:
         progress.on_stage(label, done, total)
     hook = (lambda _arms, e, share: progress.on_epoch(label, e, share)) if progress.on_epoch else None
-    arm_results = workqueue.run_shared_evaluation(spec_e, resolved, dataset, storage, rep.model_seeds, hook)
+    arm_results = workqueue.run_shared_evaluation(spec_e, resolved, dataset, storage, rep.model_seeds, hook, wait)
+    if arm_results is None:
+        return None
     configs = {(a.regularizer, tuple(sorted(a.params.items()))) for a in resolved}
     model_epochs += len(configs) * len(rep.model_seeds) * spec.evaluate.epochs
     arms = [ReplicateArm(
@@ -262,19 +278,34 @@ def run(spec: RunSpec, out: Path, storage: str | None = None, progress: Progress
     out.mkdir(parents=True, exist_ok=True)
     opened = opened or open_storage(workflow.default_storage(out), spec.storage)
     total = sum(stages(spec, r) for r in indices(spec))
-    records, reused, once, done = [], [], {}, 0
-    for r in indices(spec):
-        path = checkpoint_path(out, spec, r)
-        record = load_checkpoint(path, spec, r)
-        if record is None:
-            record = run_replicate(spec, replicate(spec, r), out, opened, once, progress, done, total)
-            results.save(record, path)
-        else:
-            reused.append(r)
-        done += stages(spec, r)
-        if spec.compare.tune == "once" and not once:
-            once = {p.regularizer: p for p in record.tuning}
-        records.append(record)
+    finished: dict[int, ReplicateRecord] = {}
+    reused, once = [], {}
+    # Workers sharing a storage first go through every replicate doing what work is free (so N
+    # workers spread over the replicates instead of queueing on the first), then wait for the rest
+    # in order. A single process never finds work held by another, so it takes one pass in order.
+    for wait in ([False, True] if opened.shared else [True]):
+        done = 0
+        for r in indices(spec):
+            if r in finished:
+                done += stages(spec, r)
+                continue
+            path = checkpoint_path(out, spec, r)
+            record = load_checkpoint(path, spec, r)
+            if record is not None:
+                reused.append(r)
+            elif spec.compare.tune == "once" and r != spec.compare.first_replicate and not once:
+                record = None  # the picks of replicate F are not there yet
+            else:
+                record = run_replicate(spec, replicate(spec, r), out, opened, once, progress, done, total, wait)
+                if record is not None:
+                    results.save(record, path)
+            done += stages(spec, r)
+            if record is None:
+                continue
+            if spec.compare.tune == "once" and r == spec.compare.first_replicate:
+                once = {p.regularizer: p for p in record.tuning}
+            finished[r] = record
+    records = [finished[r] for r in indices(spec)]
     if progress.on_stage:
         progress.on_stage("statistics", done, total)
     across, comparisons = summarise(spec, records, reference)

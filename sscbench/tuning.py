@@ -187,12 +187,14 @@ def run_study(
     sampler_seed: int,
     on_trial: Callable[[TrialDone], None] | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
-) -> StudyRecord:
+    wait: bool = True,
+) -> StudyRecord | None:
     """Run, resume or join one study until it holds ``spec.tune.trials`` completed trials.
 
     On a shared storage several workers may run this for the same study at once:
     each asks what the study still needs under the study's lock, beats for its
-    trials, and waits while others finish theirs.
+    trials, and waits while others finish theirs; with ``wait=False`` it returns
+    None instead of waiting, so the caller can do other work meanwhile.
     """
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
     study = storage.create_study(study_name, sampler)
@@ -231,6 +233,8 @@ def run_study(
                     storage.claim(study.get_trials(deepcopy=False)[n]._trial_id for n in numbers)
                     to_tell = set(numbers)
             if not numbers:  # other workers hold the rest of the study's trials
+                if not wait:
+                    return None
                 time.sleep(POLL_SECONDS)
                 continue
             try:

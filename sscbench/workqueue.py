@@ -60,8 +60,12 @@ def run_shared_evaluation(
     storage: Storage,
     seeds: Sequence[int],
     on_epoch: Callable[[str, int, float], None] | None = None,
-) -> list[ArmResult]:
-    """Evaluate every arm through the storage's evaluation study; results in the order of ``arms``."""
+    wait: bool = True,
+) -> list[ArmResult] | None:
+    """Evaluate every arm through the storage's evaluation study; results in the order of ``arms``.
+
+    With ``wait=False`` it returns None when the units left are all held by other workers.
+    """
     groups = evaluation.units(arms)
     name = evaluation_study_name(spec, arms, seeds)
     study = storage.create_study(name, optuna.samplers.RandomSampler(seed=0))
@@ -88,6 +92,8 @@ def run_shared_evaluation(
                 if trial is not None:
                     storage.claim([trial._trial_id])
             if trial is None:  # other workers hold the remaining units
+                if not wait:
+                    return None
                 time.sleep(POLL_SECONDS)
                 continue
             unit = trial.user_attrs[UNIT_ATTR]
