@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LINT := $(wildcard sscbench plugins tests benchmarks)
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint bench bench-tiny reproduce clean
+.PHONY: install test lint bench bench-tiny bench-workers reproduce clean
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+bench-workers: $(STAMP)
+	bash tools/with-postgres.sh $(PY) benchmarks/workers.py
 
 bench-tiny: $(STAMP)
 	$(PY) benchmarks/run.py --tiny --out results/bench-tiny.json

@@ -45,6 +45,8 @@ from sscbench.spec import StorageSpec
 # Heartbeats, fail_stale_trials and the retry callback are marked experimental in Optuna; sscbench
 # relies on them knowingly (the Optuna version is pinned), so their warnings are not shown.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+# Optuna warns that heartbeats are meant for Study.optimize; sscbench's ask/tell workers beat themselves.
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 #: Study user attribute: how to run the study (kind, spec, plugin or arms), so a worker can take it up.
 JOB_ATTR = "sscbench_job"

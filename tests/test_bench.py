@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +40,22 @@ def test_tiny_benchmark_writes_its_report(tmp_path):
     for method in ("baseline", "ssc"):  # the plain script ran the whole protocol at the tiny size
         assert len(plain["results"][method]["test_accuracy"]) == 2
         assert 0 < plain["results"][method]["best_validation"] <= 1
+
+
+@pytest.mark.skipif("SSCBENCH_TEST_POSTGRES" not in os.environ,
+                    reason="no PostgreSQL server: run the suite through `make test`")
+def test_tiny_workers_benchmark_writes_its_report(tmp_path):
+    out = tmp_path / "bench-workers.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "workers.py"), "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert [r["configuration"] for r in report["rows"]] == [
+        "1 process, SQLite", "1 process, PostgreSQL", "2 processes, PostgreSQL", "1 process --workers 2, PostgreSQL"]
+    assert all(r["seconds_median"] > 0 for r in report["rows"])
+    db = report["database"]
+    assert db["statements"] > 0 and 0 < db["db_seconds"] <= db["wall_seconds"] and db["lock_seconds"] > 0
+    for entries in report["model"]["cases"].values():
+        assert [e["workers"] for e in entries] == [8, 32, 128]
+        assert all(0 < e["speedup"] <= e["workers"] for e in entries)
+    assert "modelled" in done.stdout
