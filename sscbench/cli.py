@@ -9,7 +9,9 @@ What it is not: where anything is computed.
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,14 +70,36 @@ KernelsOpt = Annotated[str | None, typer.Option("--cpu-kernels", help=_doc(Train
 StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite:///OUT/optuna.db).")]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that cleanup runs as for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 @contextmanager
 def refusals() -> Iterator[None]:
-    """Known refusals become a one-line message and exit code 2 (no traceback)."""
+    """Known refusals become a one-line message and exit code 2; Ctrl-C and SIGTERM one line and 130 / 143.
+
+    An interrupted command keeps what it finished (completed trials, evaluated units, replicates),
+    and running it again resumes.
+    """
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         yield
     except REFUSALS as exc:
         errors.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt as exc:
+        name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
+        errors.print(f"[bold red]interrupted[/bold red] ({name}): finished work is kept; "
+                     "run the same command again to resume", highlight=False)
+        raise typer.Exit(code) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _overrides(**sections: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import fcntl
 import hashlib
 import os
 import re
+import signal
 import threading
 import time
 import warnings
@@ -201,6 +202,24 @@ class Storage:
             if tid not in beaten:
                 study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
                 retry(study, study.get_trials(deepcopy=False)[trial.number])
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends (main thread only), so bookkeeping is all or nothing.
+
+    Asking a round (trials, their parameters and attributes, the sampler's state) is short; a signal
+    that arrives meanwhile takes effect right after it, when the round is complete in the storage.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def open_storage(url: str, spec: StorageSpec | None = None) -> Storage:

@@ -31,7 +31,7 @@ from sscbench.data import Dataset
 from sscbench.regularizer import Regularizer
 from sscbench.results import StudyRecord, TrialRecord
 from sscbench.spec import RunSpec, SearchRange
-from sscbench.storage import JOB_ATTR, Storage
+from sscbench.storage import JOB_ATTR, Storage, uninterrupted
 from sscbench.trainer import Member, stack_progress, train_stack
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -228,9 +228,10 @@ def run_study(
                     if done >= target:
                         break
                     count = min(spec.tune.round_size, target - done - running)
-                    numbers, members = ([], []) if count <= 0 else _ask_round(
-                        study, sampler, count, spec, space, fixed, sampler_seed)
-                    storage.claim(study.get_trials(deepcopy=False)[n]._trial_id for n in numbers)
+                    with uninterrupted():
+                        numbers, members = ([], []) if count <= 0 else _ask_round(
+                            study, sampler, count, spec, space, fixed, sampler_seed)
+                        storage.claim(study.get_trials(deepcopy=False)[n]._trial_id for n in numbers)
                     to_tell = set(numbers)
             if not numbers:  # other workers hold the rest of the study's trials
                 if not wait:

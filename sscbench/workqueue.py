@@ -30,7 +30,7 @@ from sscbench import data, evaluation, registry, tuning
 from sscbench.arms import ResolvedArm
 from sscbench.results import ArmResult
 from sscbench.spec import RunSpec
-from sscbench.storage import JOB_ATTR, Storage, StorageError
+from sscbench.storage import JOB_ATTR, Storage, StorageError, uninterrupted
 
 UNIT_ATTR = "sscbench_unit"
 RESULTS_ATTR = "sscbench_arm_results"
@@ -88,9 +88,10 @@ def run_shared_evaluation(
                 done = {t.user_attrs[UNIT_ATTR] for t in trials if t.state == TrialState.COMPLETE}
                 if len(done) == len(groups):
                     break
-                trial = study.ask() if any(t.state == TrialState.WAITING for t in trials) else None
-                if trial is not None:
-                    storage.claim([trial._trial_id])
+                with uninterrupted():
+                    trial = study.ask() if any(t.state == TrialState.WAITING for t in trials) else None
+                    if trial is not None:
+                        storage.claim([trial._trial_id])
             if trial is None:  # other workers hold the remaining units
                 if not wait:
                     return None

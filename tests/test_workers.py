@@ -234,3 +234,55 @@ def test_job_records_let_a_worker_run_a_study(tmp_path):
     job = study.user_attrs["sscbench_job"]
     assert job["kind"] == "tune" and job["plugin"] == "baseline" and job["spec"]["tune"]["trials"] == 1
     assert json.dumps(job)  # plain JSON
+
+
+def _wait_for_running(url: str, study: str, proc: subprocess.Popen, params: int = 3) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            if any(t.state == TrialState.RUNNING and len(t.params) == params for t in trials_of(url, study)):
+                return
+        except KeyError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the process never got to train a round")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_tune_cleanly_and_the_rerun_ends_as_an_uninterrupted_run(tmp_path, sig):
+    args = ("tune", "ssc", "--trials", 6, "--epochs", 3, "--round-size", 3, "--study-name", "sig")
+    finish(spawn(*args, "--out", tmp_path / "whole", cwd=tmp_path))
+    url = f"sqlite:///{tmp_path / 'cut' / 'optuna.db'}"
+    (tmp_path / "cut").mkdir()
+    proc = spawn(*args, "--out", tmp_path / "cut", cwd=tmp_path)
+    _wait_for_running(url, "sig", proc)
+    sent = time.time()
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    assert time.time() - sent < 10
+    assert proc.returncode == (143 if sig == signal.SIGTERM else 130), out
+    assert "interrupted" in out and "Traceback" not in out
+    assert not (tmp_path / "cut" / "tune-ssc.json").exists()
+    finish(spawn(*args, "--out", tmp_path / "cut", cwd=tmp_path))
+    whole = results.load(tmp_path / "whole" / "tune-ssc.json", TuneResult).studies[0].trials
+    resumed = results.load(tmp_path / "cut" / "tune-ssc.json", TuneResult).studies[0].trials
+    assert [(t.number, t.state, t.params, t.value) for t in resumed] == \
+        [(t.number, t.state, t.params, t.value) for t in whole]
+
+
+@needs_pg
+def test_sigterm_on_a_shared_storage_queues_the_workers_trials_at_once(tmp_path, pg_url):
+    args = ("tune", "ssc", "--trials", 6, "--epochs", 3, "--round-size", 3, "--storage", pg_url, "--study-name", "t")
+    proc = spawn(*args, "--out", tmp_path / "a", cwd=tmp_path)
+    _wait_for_running(pg_url, "t", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 143, out
+    trials = trials_of(pg_url, "t")
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    queued = [t for t in trials if t.state == TrialState.WAITING]
+    assert failed and sorted(RetryHeartbeatStaleTrialCallback.retried_trial_number(t) for t in queued) == \
+        sorted(t.number for t in failed)
+    finish(spawn(*args, "--out", tmp_path / "b", cwd=tmp_path))  # no grace period to wait for
+    assert [t.state for t in trials_of(pg_url, "t")].count(TrialState.COMPLETE) == 6
