@@ -213,51 +213,53 @@ def run_study(
         if study.user_attrs.get(JOB_ATTR) != job:  # the latest request: a worker serves it up to this target
             study.set_user_attr(JOB_ATTR, job)
         pending = [] if storage.shared else _interrupted_round(study)[1]
-        while True:
-            with storage.serial(study_name):
-                if pending:  # the round an interruption cut short, trained again as the same stack
-                    numbers = [t.number for t in pending]
-                    members = [_member(dict(t.params) | t.user_attrs.get("fixed_params", {}), spec.tune.model_seed)
-                               for t in pending]
-                    to_tell = {t.number for t in pending if t.state == TrialState.RUNNING}
-                    pending = []
-                else:
-                    storage.fail_stale(study)
-                    states = [t.state for t in study.get_trials(deepcopy=False)]
-                    done, running = states.count(TrialState.COMPLETE), states.count(TrialState.RUNNING)
-                    if done >= target:
-                        break
-                    count = min(spec.tune.round_size, target - done - running)
-                    with uninterrupted():
-                        numbers, members = ([], []) if count <= 0 else _ask_round(
-                            study, sampler, count, spec, space, fixed, sampler_seed)
-                        storage.claim(study.get_trials(deepcopy=False)[n]._trial_id for n in numbers)
-                    to_tell = set(numbers)
-            if not numbers:  # other workers hold the rest of the study's trials
-                if not wait:
-                    return None
-                time.sleep(POLL_SECONDS)
-                continue
-            try:
+        to_tell: set[int] = set()  # asked by this process and not told yet
+        try:
+            while True:
+                with storage.serial(study_name):
+                    if pending:  # the round an interruption cut short, trained again as the same stack
+                        numbers = [t.number for t in pending]
+                        members = [_member(dict(t.params) | t.user_attrs.get("fixed_params", {}),
+                                           spec.tune.model_seed) for t in pending]
+                        to_tell = {t.number for t in pending if t.state == TrialState.RUNNING}
+                        pending = []
+                    else:
+                        storage.fail_stale(study)
+                        states = [t.state for t in study.get_trials(deepcopy=False)]
+                        done, running = states.count(TrialState.COMPLETE), states.count(TrialState.RUNNING)
+                        if done >= target:
+                            break
+                        count = min(spec.tune.round_size, target - done - running)
+                        with uninterrupted():
+                            numbers, members = ([], []) if count <= 0 else _ask_round(
+                                study, sampler, count, spec, space, fixed, sampler_seed)
+                            storage.claim(study.get_trials(deepcopy=False)[n]._trial_id for n in numbers)
+                            to_tell = set(numbers)
+                if not numbers:  # other workers hold the rest of the study's trials
+                    if not wait:
+                        return None
+                    time.sleep(POLL_SECONDS)
+                    continue
                 with storage.heartbeat(study.get_trials(deepcopy=False)[n]._trial_id for n in numbers):
                     hook = stack_progress(len(members), on_epoch) if on_epoch else None
                     history = train_stack(dataset.train, widths, members, plugin, spec.tune.epochs, spec.train,
                                           {"validation": dataset.validation}, hook)
-            except BaseException:
-                _give_back(storage, study, to_tell)
-                raise
-            for number, curve in zip(numbers, history.accuracy["validation"], strict=True):
-                if number not in to_tell:
-                    continue
-                value = float(np.nanmax(curve)) if not np.isnan(curve).all() else math.nan
-                if math.isfinite(value):
-                    study.tell(number, value, skip_if_finished=True)
-                else:
-                    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
-                    failures_left -= 1
-                if on_trial is not None:
-                    best = completed()
-                    on_trial(TrialDone(len(best), target, max((t.value for t in best), default=None)))
-            if failures_left <= 0:
-                raise TuningError(f"study '{study_name}': {target} trials failed (diverged); giving up")
+                for number, curve in zip(numbers, history.accuracy["validation"], strict=True):
+                    if number not in to_tell:
+                        continue
+                    value = float(np.nanmax(curve)) if not np.isnan(curve).all() else math.nan
+                    if math.isfinite(value):
+                        study.tell(number, value, skip_if_finished=True)
+                    else:
+                        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+                        failures_left -= 1
+                    if on_trial is not None:
+                        best = completed()
+                        on_trial(TrialDone(len(best), target, max((t.value for t in best), default=None)))
+                to_tell = set()
+                if failures_left <= 0:
+                    raise TuningError(f"study '{study_name}': {target} trials failed (diverged); giving up")
+        except BaseException:
+            _give_back(storage, study, to_tell)
+            raise
     return study_record(study, storage.masked, sampler_seed)

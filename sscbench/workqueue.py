@@ -81,35 +81,39 @@ def run_shared_evaluation(
                 for t in trials:
                     if t.state == TrialState.RUNNING:
                         _requeue(study, t, storage)
-        while True:
-            with storage.serial(name):
-                storage.fail_stale(study)
-                trials = study.get_trials(deepcopy=False)
-                done = {t.user_attrs[UNIT_ATTR] for t in trials if t.state == TrialState.COMPLETE}
-                if len(done) == len(groups):
-                    break
-                with uninterrupted():
-                    trial = study.ask() if any(t.state == TrialState.WAITING for t in trials) else None
-                    if trial is not None:
-                        storage.claim([trial._trial_id])
-            if trial is None:  # other workers hold the remaining units
-                if not wait:
-                    return None
-                time.sleep(POLL_SECONDS)
-                continue
-            unit = trial.user_attrs[UNIT_ATTR]
-            if unit in done:  # a retry of a unit that finished meanwhile
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                continue
-            try:
+        held: int | None = None  # the unit trial this process asked and has not told
+        try:
+            while True:
+                with storage.serial(name):
+                    storage.fail_stale(study)
+                    trials = study.get_trials(deepcopy=False)
+                    done = {t.user_attrs[UNIT_ATTR] for t in trials if t.state == TrialState.COMPLETE}
+                    if len(done) == len(groups):
+                        break
+                    with uninterrupted():
+                        trial = study.ask() if any(t.state == TrialState.WAITING for t in trials) else None
+                        if trial is not None:
+                            storage.claim([trial._trial_id])
+                            held = trial.number
+                if trial is None:  # other workers hold the remaining units
+                    if not wait:
+                        return None
+                    time.sleep(POLL_SECONDS)
+                    continue
+                unit = trial.user_attrs[UNIT_ATTR]
+                if unit in done:  # a retry of a unit that finished meanwhile
+                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                    held = None
+                    continue
                 with storage.heartbeat([trial._trial_id]):
                     results = evaluation.evaluate_unit(spec, groups[unit], dataset, seeds, on_epoch)
-            except BaseException:
-                if storage.shared:  # queue it again now rather than after the grace period
-                    _requeue(study, study.get_trials(deepcopy=False)[trial.number], storage)
-                raise
-            trial.set_user_attr(RESULTS_ATTR, [json.loads(r.model_dump_json()) for r in results])
-            study.tell(trial, 1.0, skip_if_finished=True)
+                trial.set_user_attr(RESULTS_ATTR, [json.loads(r.model_dump_json()) for r in results])
+                study.tell(trial, 1.0, skip_if_finished=True)
+                held = None
+        except BaseException:
+            if storage.shared and held is not None:  # queue it again now rather than after the grace period
+                _requeue(study, study.get_trials(deepcopy=False)[held], storage)
+            raise
     finished: dict[str, ArmResult] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         for raw in t.user_attrs[RESULTS_ATTR]:
