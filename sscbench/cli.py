@@ -67,6 +67,12 @@ ArmsOpt = Annotated[str | None, typer.Option(help="Comma-separated arms or plugi
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help=_doc(TrainSpec, "threads"))]
 WorkersOpt = Annotated[int | None, typer.Option("--workers", help=_doc(TrainSpec, "workers"))]
 KernelsOpt = Annotated[str | None, typer.Option("--cpu-kernels", help=_doc(TrainSpec, "cpu_kernels"))]
+SeedsOpt = Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds"))]
+EpochsOpt = Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "epochs"))]
+ReferenceOpt = Annotated[str | None, typer.Option(help=_doc(EvaluateSpec, "reference"))]
+AblationsOpt = Annotated[bool | None, typer.Option("--ablations/--no-ablations", help=_doc(EvaluateSpec, "ablations"))]
+TrialsOpt = Annotated[int | None, typer.Option(help=_doc(TuneSpec, "trials"))]
+TuneEpochsOpt = Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))]
 StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite:///OUT/optuna.db).")]
 
 
@@ -172,7 +178,7 @@ def _tune_one(spec: RunSpec, plugin: str, out: Path, storage: str | None, study_
 @app.command("tune")
 def tune_cmd(
     plugin: Annotated[str, typer.Argument(help="Regularizer plugin to tune (see `sscbench plugins`).")],
-    trials: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "trials"))] = None,
+    trials: TrialsOpt = None,
     epochs: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))] = None,
     seed: Annotated[int | None, typer.Option("--seed", help=_doc(TuneSpec, "sampler_seed"))] = None,
     studies: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))] = None,
@@ -236,12 +242,10 @@ def _print_evaluation(result: EvaluateResult) -> None:
 @app.command("evaluate")
 def evaluate_cmd(
     arms: ArmsOpt = None,
-    seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds"))] = None,
-    epochs: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "epochs"))] = None,
-    reference: Annotated[str | None, typer.Option(help=_doc(EvaluateSpec, "reference"))] = None,
-    ablations: Annotated[bool | None, typer.Option(
-        "--ablations/--no-ablations",
-        help=_doc(EvaluateSpec, "ablations"))] = None,
+    seeds: SeedsOpt = None,
+    epochs: EpochsOpt = None,
+    reference: ReferenceOpt = None,
+    ablations: AblationsOpt = None,
     storage: StorageOpt = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
@@ -264,12 +268,11 @@ def evaluate_cmd(
 @app.command("reproduce")
 def reproduce_cmd(
     arms: ArmsOpt = None,
-    trials: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "trials"))] = None,
-    tune_epochs: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))] = None,
-    seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds"))] = None,
-    epochs: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "epochs"))] = None,
-    ablations: Annotated[bool | None, typer.Option(
-        "--ablations/--no-ablations", help=_doc(EvaluateSpec, "ablations"))] = None,
+    trials: TrialsOpt = None,
+    tune_epochs: TuneEpochsOpt = None,
+    seeds: SeedsOpt = None,
+    epochs: EpochsOpt = None,
+    ablations: AblationsOpt = None,
     studies: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))] = None,
     storage: StorageOpt = None,
     spec_file: SpecOpt = None,
@@ -329,12 +332,11 @@ def compare_cmd(
     tune: Annotated[str | None, typer.Option("--tune", help=_doc(CompareSpec, "tune"))] = None,
     gamma: Annotated[float | None, typer.Option(help=_doc(CompareSpec, "gamma"))] = None,
     seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds") + " Per replicate.")] = None,
-    trials: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "trials"))] = None,
-    tune_epochs: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))] = None,
-    epochs: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "epochs"))] = None,
-    reference: Annotated[str | None, typer.Option(help=_doc(EvaluateSpec, "reference"))] = None,
-    ablations: Annotated[bool | None, typer.Option(
-        "--ablations/--no-ablations", help=_doc(EvaluateSpec, "ablations"))] = None,
+    trials: TrialsOpt = None,
+    tune_epochs: TuneEpochsOpt = None,
+    epochs: EpochsOpt = None,
+    reference: ReferenceOpt = None,
+    ablations: AblationsOpt = None,
     storage: StorageOpt = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
