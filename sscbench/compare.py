@@ -95,12 +95,13 @@ def check(spec: RunSpec) -> None:
 
 
 def key(spec: RunSpec) -> str:
-    """Hash of every setting that decides a replicate's results (not R, F, gamma or the reference)."""
+    """Hash of every setting that decides a replicate's results (not R, F, gamma or the reference), and the code."""
     dumped = spec.model_dump_json(exclude={
         "train": {"device", "threads", "workers"}, "evaluate": {"reference"}, "storage": True,
         "compare": {"replicates", "first_replicate", "gamma"}})
     once = f"|tuned-on={spec.compare.first_replicate}" if spec.compare.tune == "once" else ""
-    return hashlib.sha256((dumped + once).encode()).hexdigest()[:12]
+    code = registry.code_fingerprint(["baseline", *(a.regularizer for a in spec.evaluate.arms)])
+    return hashlib.sha256((dumped + once + "|code=" + code).encode()).hexdigest()[:12]
 
 
 def checkpoint_path(out: Path, spec: RunSpec, r: int) -> Path:

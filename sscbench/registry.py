@@ -107,3 +107,23 @@ def load(name: str) -> Regularizer:
         )
     _validate(obj, info)
     return obj()
+
+
+def code_fingerprint(regularizers: list[str]) -> str:
+    """A hash of the code that decides results: every sscbench module and the named plugins' modules.
+
+    Stored work (evaluation units, replicate checkpoints) is keyed by it, so editing a plugin or
+    the trainer never returns numbers that the edited code did not compute.
+    """
+    import hashlib
+    from pathlib import Path
+
+    files = sorted(Path(__file__).resolve().parent.glob("*.py"))
+    for name in sorted(set(regularizers)):
+        source = inspect.getsourcefile(type(load(name)))
+        if source is not None:
+            files.append(Path(source).resolve())
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]

@@ -38,11 +38,12 @@ POLL_SECONDS = 0.5
 
 
 def evaluation_study_name(spec: RunSpec, arms: Sequence[ResolvedArm], seeds: Sequence[int]) -> str:
-    """A name that changes with everything deciding a unit's results."""
+    """A name that changes with everything deciding a unit's results, the code included."""
     key = "|".join([
         spec.data.model_dump_json(), spec.model.model_dump_json(),
         spec.train.model_dump_json(exclude={"device", "threads", "workers"}), str(spec.evaluate.epochs),
         json.dumps(list(seeds)), json.dumps([asdict(a) for a in arms], sort_keys=True),
+        registry.code_fingerprint([a.regularizer for a in arms]),
     ])
     return f"evaluate-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 

@@ -240,3 +240,15 @@ def test_replicate_records_are_versioned_checkpoints(tiny):
     key = load(out).key
     rec = results.load(out / "compare-replicates" / key / "replicate-1.json", ReplicateRecord)
     assert rec.kind == "replicate" and rec.index == 1 and rec.key == key
+
+
+def test_stored_work_is_keyed_by_the_code_that_computed_it(monkeypatch):
+    from sscbench import registry
+    from sscbench.spec import build_spec
+
+    base = registry.code_fingerprint(["baseline", "ssc"])
+    assert base == registry.code_fingerprint(["ssc", "baseline", "ssc"])  # a set: order and repeats do not count
+    assert base != registry.code_fingerprint(["baseline", "gradnorm"])  # another plugin's source
+    key = compare.key(build_spec())
+    monkeypatch.setattr(registry, "code_fingerprint", lambda names: "edited")  # as if a module had changed
+    assert compare.key(build_spec()) != key
