@@ -17,6 +17,7 @@ import io
 import json
 import os
 import random
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from sscbench.results import write_atomic
 from sscbench.spec import DataSpec
 
 CACHE_FORMAT = 1  # bump when the cached file's layout changes
+ARRAYS = ("x", "y", "x_test", "y_test")
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,13 @@ def load_arrays(spec: DataSpec, cache_dir: Path | None = None) -> dict[str, np.n
     """The raw train/test arrays, from the cache or freshly generated (then cached)."""
     path = cache_path(spec, cache_dir)
     if path.exists():
-        with np.load(path) as cached:
-            return {k: cached[k] for k in cached.files}
+        try:
+            with np.load(path) as cached:
+                arrays = {k: cached[k] for k in cached.files}
+            if set(arrays) == set(ARRAYS):
+                return arrays
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            pass  # a truncated or corrupt cache file: generate it again (deterministic) and replace it
     arrays = _generate(generation_args(spec))
     write_atomic(path, _npz_bytes(arrays))  # a crash never leaves a truncated cache file
     return arrays

@@ -74,3 +74,20 @@ def test_global_rng_state_is_unchanged(tmp_path):
 def test_validation_size_must_fit(tmp_path):
     with pytest.raises(ValueError, match="validation_size"):
         data.load(DataSpec(num_samples=300, validation_size=10_000), tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong arrays"])
+def test_a_corrupt_cache_file_is_generated_again(tmp_path, damage):
+    spec = DataSpec(num_samples=400, validation_size=50)
+    first = data.load(spec, tmp_path)
+    path = data.cache_path(spec, tmp_path)
+    raw = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00\xffnot an npz" * 100)
+    else:
+        np.savez(path, x=np.zeros(3))
+    again = data.load(spec, tmp_path)
+    assert torch.equal(first.train.x, again.train.x) and torch.equal(first.test.y, again.test.y)
+    assert path.read_bytes() == raw  # the cache file is whole again
