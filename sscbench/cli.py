@@ -86,7 +86,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 @contextmanager
 def refusals() -> Iterator[None]:
-    """Known refusals become a one-line message and exit code 2; Ctrl-C and SIGTERM one line and 130 / 143.
+    """Known refusals become a one-line message and exit code 2; a failing file system (unwritable
+    folder, full disk) one line and 1; Ctrl-C and SIGTERM one line and 130 / 143.
 
     An interrupted command keeps what it finished (completed trials, evaluated units, replicates),
     and running it again resumes.
@@ -98,6 +99,11 @@ def refusals() -> Iterator[None]:
     except REFUSALS as exc:
         errors.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
+    except OSError as exc:  # an unwritable folder, a full disk, a vanished file: the system said no
+        where = f": {exc.filename}" if exc.filename else ""
+        errors.print(f"[bold red]error:[/bold red] {escape(exc.strerror or str(exc))}{escape(str(where))} "
+                     "(results written before are intact)", highlight=False)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
         name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
         errors.print(f"[bold red]interrupted[/bold red] ({name}): finished work is kept; "

@@ -360,3 +360,36 @@ def test_workers_change_speed_not_what_the_results_mean(tmp_path):
     assert params1 == params2  # the same proposals: one round of 4 is asked before any result
     np.testing.assert_allclose(values1, values2, atol=1e-3)  # 1e-3 = one validation sample
     np.testing.assert_allclose(acc1, acc2, atol=1e-3)
+
+
+def test_an_unusable_results_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    res = invoke("evaluate", "--spec", write(tmp_path, SEED_SPEC), "--seeds", 1, "--epochs", 1,
+                 "--out", blocker / "out")
+    assert res.exit_code == 1 and "Not a directory" in res.output and str(blocker / "out") in res.output
+    assert "Traceback" not in res.output
+
+
+def test_a_full_disk_leaves_earlier_results_intact(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    spec = write(tmp_path, SEED_SPEC)
+    ok("evaluate", "--spec", spec, "--seeds", 1, "--epochs", 1, "--out", tmp_path)
+    before = (tmp_path / "evaluate.json").read_bytes()
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    res = invoke("evaluate", "--spec", spec, "--seeds", 1, "--epochs", 2, "--out", tmp_path)
+    assert res.exit_code == 1 and "No space left on device" in res.output and "Traceback" not in res.output
+    assert (tmp_path / "evaluate.json").read_bytes() == before
+    assert not list(tmp_path.glob(".*.tmp"))  # no half-written temporary file left behind
+
+
+def test_a_study_whose_every_trial_diverges_says_so(tmp_path):
+    spec = write(tmp_path, "[tune.lr]\nlow = 1e8\nhigh = 1e9\n")
+    res = invoke("tune", "baseline", "--spec", spec, "--trials", 2, "--epochs", 1, "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "failed (diverged); giving up" in res.output and "Traceback" not in res.output
