@@ -1,10 +1,11 @@
 """The evaluation stage: every arm over paired seeds, on the test set, with diagnostics.
 
-What it is: trains each arm's seeds 0..N-1 for the spec's epochs (arms that
-share a regularizer train together as one stack, along with the other tuning
-studies' picks when there are several) and summarises per arm: per-seed final
-test accuracy, mean, std (ddof 0 as the seed reported, and ddof 1), a bootstrap
-CI, the mechanism diagnostics, and the spread across tuning studies.
+What it is: trains a unit, the arms that share a regularizer, over the seeds
+for the spec's epochs as one stack (along with the other tuning studies' picks
+when there are several; ``sscbench.workqueue`` hands units to processes) and
+summarises per arm: per-seed final test accuracy, mean, std (ddof 0 as the
+seed reported, and ddof 1), a bootstrap CI, the mechanism diagnostics, and the
+spread across tuning studies.
 What it is not: the statistics between arms (``sscbench.stats``, called by the
 workflow) or any output.
 
@@ -195,19 +196,6 @@ def evaluate_unit(
         spread = _spread([(study, p, _final(measured, rows)) for study, p, rows in picks]) if picks else None
         out.append(summarise(arm, seeds, measured, arm_rows[arm.name], spread))
     return out
-
-
-def run_evaluation(
-    spec: RunSpec,
-    arms: list[ResolvedArm],
-    dataset: Dataset,
-    on_epoch: Callable[[str, int, float], None] | None = None,
-    seeds: Sequence[int] | None = None,
-) -> list[ArmResult]:
-    """Train every arm over ``seeds`` (default 0..spec.evaluate.seeds - 1); results in the order of ``arms``."""
-    seeds = list(range(spec.evaluate.seeds)) if seeds is None else list(seeds)
-    out = {r.name: r for group in units(arms) for r in evaluate_unit(spec, group, dataset, seeds, on_epoch)}
-    return [out[a.name] for a in arms]
 
 
 def comparisons(arm_results: list[ArmResult], reference: str, seed: int = 0) -> list[stats.Comparison]:

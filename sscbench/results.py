@@ -302,7 +302,7 @@ def load(path: Path, kind: type[R]) -> R:
         raise ResultsError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(raw, dict) or "schema_version" not in raw:
         raise ResultsError(f"{path} is not an sscbench results file (no schema_version)")
-    if raw["schema_version"] not in READABLE_VERSIONS:
+    if type(raw["schema_version"]) is not int or raw["schema_version"] not in READABLE_VERSIONS:
         raise ResultsError(
             f"{path} has schema_version {raw['schema_version']!r}; this sscbench reads versions "
             f"{', '.join(map(str, READABLE_VERSIONS))}"
