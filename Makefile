@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LINT := $(wildcard sscbench plugins tests benchmarks)
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint bench bench-tiny bench-workers reproduce clean
+.PHONY: install test lint fuzz bench bench-tiny bench-workers reproduce clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(PY) -m ruff check $(LINT)
 	bash tools/with-postgres.sh $(PY) -m pytest
+
+# Thousands of generated specs, damaged results files and storage URLs (the suite runs 60 of each).
+fuzz: $(STAMP)
+	SSCBENCH_FUZZ_EXAMPLES=3000 $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINT)

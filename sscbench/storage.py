@@ -244,7 +244,8 @@ def open_storage(url: str, spec: StorageSpec | None = None) -> Storage:
             return Storage(url, rdb, spec)
         except ImportError as exc:
             raise StorageError(f"storage URL {mask(url)!r}: its database driver is not installed ({exc})") from None
-        except (SQLAlchemyError, ValueError, OSError) as exc:  # bad URL, unreachable server, schema race
+        except (SQLAlchemyError, ValueError, OSError, KeyError, IndexError) as exc:  # bad URL (Optuna formats
+            # it as a template, so braces fail), unreachable server, schema race
             last = exc
             message = str(exc).lower()
             if "already exists" not in message and "duplicate key" not in message and "unique" not in message:

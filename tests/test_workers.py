@@ -209,6 +209,7 @@ def test_a_second_process_on_a_sqlite_study_is_refused(tmp_path):
     ("mysql://user:hunter2@localhost/db", "unknown scheme 'mysql'"),
     ("not a url", "unknown scheme"),
     ("sqlite:////no/such/folder/optuna.db", "does not exist"),
+    ("sqlite://{}", "cannot be used"),  # found by make fuzz: Optuna formats URLs as templates
 ])
 def test_bad_storage_urls_are_refused_in_one_line_with_the_password_masked(tmp_path, url, needle):
     res = subprocess.run([*CLI, "tune", "baseline", "--trials", "1", "--epochs", "1", "--storage", url,

@@ -1,0 +1,185 @@
+"""Fuzzing every input sscbench reads: run specs, results files and storage URLs.
+
+Each generated input is either accepted or refused with sscbench's own error (which the CLI turns
+into one line and exit code 2); nothing else may escape. The suite runs a modest number of cases;
+`make fuzz` runs thousands (SSCBENCH_FUZZ_EXAMPLES).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from sscbench import results
+from sscbench.cli import app
+from sscbench.results import EvaluateResult, ResultsError
+from sscbench.spec import RunSpec, SpecError, build_spec
+from sscbench.storage import StorageError, open_storage
+
+EXAMPLES = int(os.environ.get("SSCBENCH_FUZZ_EXAMPLES", "60"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def _sections() -> dict[str, list[str]]:
+    """Every section of the run spec and its keys, from the schema itself."""
+    return {name: list(field.annotation.model_fields) for name, field in RunSpec.model_fields.items()}
+
+
+SECTIONS = _sections()
+ALL_KEYS = sorted({k for keys in SECTIONS.values() for k in keys} | {"name", "regularizer", "params", "from",
+                                                                      "override", "low", "high", "log"})
+
+
+def toml_string(s: str) -> str:
+    return json.dumps(s)  # a JSON string literal is a valid TOML basic string
+
+
+scalars = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(
+        lambda f: "nan" if math.isnan(f) else ("inf" if f == math.inf else "-inf" if f == -math.inf else repr(f))),
+    st.booleans().map(lambda b: "true" if b else "false"),
+    st.text(max_size=12).map(toml_string),
+    st.sampled_from(['"baseline"', '"ssc"', '"scc"', '"cpu"', '"cuda:7"', '"once"', '"per-replicate"', "0", "1",
+                     "-1", "0.5", "1e-3", "[]", "{}", "[1, 2]", '{ lr = 1e-3, weight_decay = 0 }',
+                     '{ lr = "x" }', '{ low = 1e-2, high = 1e-4 }']),
+)
+keys = st.one_of(st.sampled_from(ALL_KEYS), st.text(min_size=1, max_size=8).map(toml_string),
+                 st.sampled_from(["seeds ", "Seeds", "seed_", "trails", "epoch"]).map(toml_string))
+
+
+REGULARIZERS = ['"baseline"', '"ssc"', '"nope"', "3"]
+
+
+@st.composite
+def spec_documents(draw) -> str:
+    lines = []
+    for _ in range(draw(st.integers(0, 4))):
+        section = draw(st.sampled_from([*SECTIONS, "tune.lr", "nonsense", "evaluate.arms"]))
+        if section == "evaluate.arms":
+            for _ in range(draw(st.integers(0, 3))):
+                lines.append("[[evaluate.arms]]")
+                name = draw(st.sampled_from(["baseline", "ssc", "a", "a", ""]))
+                lines.append(f"name = {toml_string(name)}")
+                lines.append(f"regularizer = {draw(st.sampled_from(REGULARIZERS))}")
+                if draw(st.booleans()):
+                    lines.append(f'from = {toml_string(draw(st.sampled_from(["a", "ssc", "missing", name])))}')
+                if draw(st.booleans()):
+                    lines.append(f"params = {draw(scalars)}")
+            continue
+        lines.append(f"[{section}]")
+        present: set[str] = set()
+        for _ in range(draw(st.integers(0, 4))):
+            key = draw(st.sampled_from(SECTIONS.get(section, ALL_KEYS)) if draw(st.booleans()) else keys)
+            if key in present:
+                continue  # a repeated key is malformed TOML; that case is drawn below on purpose
+            present.add(key)
+            lines.append(f"{key} = {draw(scalars)}")
+    if draw(st.integers(0, 9)) == 0:
+        lines.append(draw(st.text(max_size=20)))  # sometimes not TOML at all
+    return "\n".join(lines) + "\n"
+
+
+@FUZZ
+@given(doc=spec_documents())
+def test_any_spec_document_is_accepted_or_refused_with_a_spec_error(tmp_path_factory, doc):
+    path = tmp_path_factory.mktemp("spec") / "spec.toml"
+    path.write_bytes(doc.encode("utf-8", errors="replace"))  # drawn text may hold lone surrogates
+    try:
+        spec = build_spec(path)
+    except SpecError as exc:
+        assert str(exc).strip()  # a message, naming the field or the file
+        return
+    assert isinstance(spec, RunSpec)
+
+
+def test_the_cli_refuses_a_fuzzed_spec_in_one_line_and_writes_nothing(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[evaluate]\nseeds = nan\n[[evaluate.arms]]\nname = "a"\nregularizer = "ssc"\nfrom = "x"\n')
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["evaluate", "--spec", str(spec), "--out", str(out)])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "evaluate.seeds" in res.output
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def valid_results(tmp_path_factory) -> bytes:
+    out = tmp_path_factory.mktemp("valid")
+    spec = out / "spec.toml"
+    spec.write_text('[[evaluate.arms]]\nname = "baseline"\nregularizer = "baseline"\n'
+                    'params = { lr = 5e-3, weight_decay = 1e-3 }\n'
+                    '[[evaluate.arms]]\nname = "b2"\nregularizer = "baseline"\n'
+                    'params = { lr = 4e-3, weight_decay = 1e-3 }\n')
+    res = CliRunner().invoke(app, ["evaluate", "--spec", str(spec), "--seeds", "2", "--epochs", "1",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return (out / "evaluate.json").read_bytes()
+
+
+@FUZZ
+@given(data=st.data())
+def test_damaged_results_files_are_refused_with_a_results_error(tmp_path_factory, valid_results, data):
+    raw = bytearray(valid_results)
+    how = data.draw(st.sampled_from(["truncate", "flip", "version", "kind", "shape", "huge"]))
+    if how == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif how == "flip":
+        for _ in range(data.draw(st.integers(1, 8))):
+            i = data.draw(st.integers(0, len(raw) - 1))
+            raw[i] ^= 1 << data.draw(st.integers(0, 7))
+    else:
+        doc = json.loads(valid_results)
+        if how == "version":
+            doc["schema_version"] = data.draw(st.one_of(st.integers(), st.text(), st.none(), st.booleans()))
+        elif how == "kind":
+            doc["kind"] = data.draw(st.text(max_size=8))
+        elif how == "shape":
+            path = data.draw(st.sampled_from(["arms", "spec", "provenance", "comparisons", "reference"]))
+            doc[path] = data.draw(st.one_of(st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=3)))
+        else:
+            doc["arms"] = doc["arms"] * 200
+        raw = bytearray(json.dumps(doc).encode())
+    path = tmp_path_factory.mktemp("damaged") / "evaluate.json"
+    path.write_bytes(bytes(raw))
+    try:
+        loaded = results.load(path, EvaluateResult)
+    except ResultsError as exc:
+        assert str(path) in str(exc)
+        return
+    assert isinstance(loaded, EvaluateResult)  # a flip inside a number can leave a valid file
+
+
+@FUZZ
+@given(url=st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda s, rest: f"{s}://{rest}", st.sampled_from(["mysql", "sqlite", "postgres", "postgresql",
+                                                                 "postgresql+psycopg", "postgresql+psycopg2", "",
+                                                                 "redis", "sqlite+pysqlite"]),
+              st.text(max_size=20)),
+    st.builds(lambda pw: f"postgresql+psycopg://user:{pw}@127.0.0.1:1/db", st.text(min_size=1, max_size=10)),
+))
+def test_any_storage_url_opens_or_is_refused_with_the_password_masked(tmp_path_factory, url):
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = "sqlite:////nonexistent-folder/" + url[len("sqlite:///"):]  # never create files in the checkout
+    try:
+        storage = open_storage(url)
+    except StorageError as exc:
+        message = str(exc)
+        assert "\n" not in message.strip()
+        if "://user:" in url and "@127.0.0.1" in url:
+            secret = url.split("://user:", 1)[1].rsplit("@127.0.0.1", 1)[0]
+            assert f"user:{secret}@" not in message or secret == "***"
+        return
+    assert storage.url  # only in-memory or existing-folder SQLite URLs open
+
+
+def test_fuzz_target_runs_thousands_of_cases():
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    assert "SSCBENCH_FUZZ_EXAMPLES=" in makefile and "tests/test_fuzz.py" in makefile
