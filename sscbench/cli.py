@@ -22,14 +22,16 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import SQLAlchemyError
 
 from sscbench import compare, registry, render, results, workflow
 from sscbench.arms import ArmError
+from sscbench.data import DataCacheError
 from sscbench.host import KernelError
 from sscbench.registry import PluginError
 from sscbench.results import CompareResult, EvaluateResult, ResultsError, TuneResult
 from sscbench.spec import CompareSpec, EvaluateSpec, RunSpec, SpecError, TrainSpec, TuneSpec, build_spec
-from sscbench.storage import StorageError
+from sscbench.storage import StorageError, mask
 from sscbench.trainer import DeviceError
 from sscbench.tuning import TrialDone, TuningError
 
@@ -50,7 +52,8 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
-REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError, DeviceError, KernelError, StorageError)
+REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError, DeviceError, KernelError, StorageError,
+            DataCacheError)
 
 
 def _doc(model: type[BaseModel], field: str) -> str:
@@ -99,6 +102,11 @@ def refusals() -> Iterator[None]:
     except REFUSALS as exc:
         errors.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
+    except SQLAlchemyError as exc:  # the storage failed mid-run: locked, gone, full
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        errors.print(f"[bold red]storage error:[/bold red] {escape(mask(first))} (finished work is kept in the "
+                     "storage; run the same command again to resume)", highlight=False)
+        raise typer.Exit(1) from None
     except OSError as exc:  # an unwritable folder, a full disk, a vanished file: the system said no
         where = f": {exc.filename}" if exc.filename else ""
         errors.print(f"[bold red]error:[/bold red] {escape(exc.strerror or str(exc))}{escape(str(where))} "

@@ -31,6 +31,10 @@ CACHE_FORMAT = 1  # bump when the cached file's layout changes
 ARRAYS = ("x", "y", "x_test", "y_test")
 
 
+class DataCacheError(RuntimeError):
+    """The data cache cannot be written (a read-only or full file system)."""
+
+
 @dataclass(frozen=True)
 class Split:
     """Inputs ``x`` [N, D] float32 and labels ``y`` [N] int64."""
@@ -123,7 +127,11 @@ def load_arrays(spec: DataSpec, cache_dir: Path | None = None) -> dict[str, np.n
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             pass  # a truncated or corrupt cache file: generate it again (deterministic) and replace it
     arrays = _generate(generation_args(spec))
-    write_atomic(path, _npz_bytes(arrays))  # a crash never leaves a truncated cache file
+    try:
+        write_atomic(path, _npz_bytes(arrays))  # a crash never leaves a truncated cache file
+    except OSError as exc:
+        raise DataCacheError(f"cannot write the mnist1d cache {path}: {exc.strerror or exc}; set SSCBENCH_CACHE "
+                             "to a writable folder") from None
     return arrays
 
 
