@@ -199,3 +199,13 @@ def test_the_catalogue_names_only_tests_that_exist():
     for file, name in re.findall(r"`(test_\w+\.py)::(test_\w+)`", catalogue):
         assert f"def {name}(" in (root / file).read_text(), (file, name)
     assert os.path.exists(root / "test_fuzz.py")
+
+
+def test_a_corrupt_sqlite_storage_is_one_line(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "optuna.db").write_bytes(b"this is not a database" * 100)
+    res = run("tune", "baseline", "--trials", 1, "--epochs", 1, "--out", out, cwd=tmp_path)
+    assert res.returncode == 2 and "file is not a database" in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (out / "tune-baseline.json").exists()
