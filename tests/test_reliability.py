@@ -110,7 +110,7 @@ def test_sigterm_during_evaluate_keeps_finished_units_and_the_rerun_matches(tmp_
 
 
 def test_sigint_during_compare_keeps_finished_replicates_and_the_rerun_matches(tmp_path):
-    args = ("compare", "--replicates", 2, "--seeds", 3, "--trials", 10, "--tune-epochs", 3, "--epochs", 4)
+    args = ("compare", "--replicates", 2, "--seeds", 2, "--trials", 6, "--tune-epochs", 2, "--epochs", 3)
     assert run(*args, "--out", tmp_path / "whole", cwd=tmp_path).returncode == 0
     proc = start(*args, "--out", tmp_path / "cut", cwd=tmp_path)
     wait_for(lambda: list((tmp_path / "cut").glob("compare-replicates/*/replicate-0.json")), proc, "replicate 0")
