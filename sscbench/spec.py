@@ -212,8 +212,9 @@ class SpecError(ValueError):
 def _format_validation(err: ValidationError, source: str) -> str:
     lines = [f"invalid run spec ({source}):"]
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  {loc}: {e['msg']}")
+        # a key with control characters or line breaks is shown quoted, so each field stays on its line
+        loc = ".".join(str(p) if str(p).isprintable() else repr(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {' '.join(e['msg'].split())}")
     return "\n".join(lines)
 
 

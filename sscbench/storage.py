@@ -228,8 +228,8 @@ def open_storage(url: str, spec: StorageSpec | None = None) -> Storage:
     url = normalise(url)
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in SCHEMES:
-        raise StorageError(f"storage URL {mask(url)!r}: unknown scheme {scheme or '(none)'!r}; use "
-                           "sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DATABASE")
+        raise StorageError(f"storage URL {mask(url)!r}: unknown scheme or driver {scheme or '(none)'!r}; sscbench "
+                           "speaks sqlite:///PATH and postgresql+psycopg://USER:PASSWORD@HOST/DATABASE (psycopg 3)")
     path = sqlite_path(url)
     if path is not None and not path.parent.is_dir():
         raise StorageError(f"storage URL {mask(url)!r}: folder {path.parent} does not exist")

@@ -393,3 +393,8 @@ def test_a_study_whose_every_trial_diverges_says_so(tmp_path):
     spec = write(tmp_path, "[tune.lr]\nlow = 1e8\nhigh = 1e9\n")
     res = invoke("tune", "baseline", "--spec", spec, "--trials", 2, "--epochs", 1, "--out", tmp_path / "out")
     assert res.exit_code == 2 and "failed (diverged); giving up" in res.output and "Traceback" not in res.output
+
+
+def test_a_key_with_a_line_break_is_named_on_one_line(tmp_path):
+    res = invoke("evaluate", "--spec", write(tmp_path, '[data]\n"\\r" = 0\n'), "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "data.'\\r': Extra inputs are not permitted" in res.output

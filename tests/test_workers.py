@@ -206,10 +206,11 @@ def test_a_second_process_on_a_sqlite_study_is_refused(tmp_path):
 @pytest.mark.parametrize(("url", "needle"), [
     ("postgresql+psycopg://user:hunter2@127.0.0.1:1/nowhere", "cannot be used"),
     ("postgresql://user:hunter2@127.0.0.1:1/nowhere", "postgresql+psycopg://user:***@127.0.0.1:1/nowhere"),
-    ("mysql://user:hunter2@localhost/db", "unknown scheme 'mysql'"),
+    ("mysql://user:hunter2@localhost/db", "unknown scheme or driver 'mysql'"),
     ("not a url", "unknown scheme"),
     ("sqlite:////no/such/folder/optuna.db", "does not exist"),
     ("sqlite://{}", "cannot be used"),  # found by make fuzz: Optuna formats URLs as templates
+    ("postgresql+psycopg2://user:hunter2@127.0.0.1:1/db", "unknown scheme or driver 'postgresql+psycopg2'"),
 ])
 def test_bad_storage_urls_are_refused_in_one_line_with_the_password_masked(tmp_path, url, needle):
     res = subprocess.run([*CLI, "tune", "baseline", "--trials", "1", "--epochs", "1", "--storage", url,
