@@ -206,20 +206,30 @@ class Storage:
 
 @contextmanager
 def uninterrupted() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends (main thread only), so bookkeeping is all or nothing.
+    """Defer SIGINT and SIGTERM until the block ends (main thread only), so bookkeeping is all or nothing.
 
     Asking a round (trials, their parameters and attributes, the sampler's state) is short; a signal
     that arrives meanwhile takes effect right after it, when the round is complete in the storage.
+    (Masking the signal would not do: the kernel hands it to another of the process's threads,
+    torch's among them, and Python still raises it in the main thread.)
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    caught: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda signum, frame: caught.append(signum)) for sig in held}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:  # now deliver the first one as it would have been
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])
 
 
 def open_storage(url: str, spec: StorageSpec | None = None) -> Storage:

@@ -54,6 +54,19 @@ def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, storage: Stor
     RetryHeartbeatStaleTrialCallback(max_retry=None)(study, study.get_trials(deepcopy=False)[trial.number])
 
 
+def _queue_missing(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], units: int) -> bool:
+    """Queue every unit that has no finished, running or queued trial (first call, or after retries ran out).
+
+    True when a unit is waiting to be asked for.
+    """
+    live = {t.user_attrs.get(UNIT_ATTR) for t in trials
+            if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
+    for unit in range(units):
+        if unit not in live:
+            study.enqueue_trial({}, user_attrs={UNIT_ATTR: unit})
+    return len(live) < units or any(t.state == TrialState.WAITING for t in trials)
+
+
 def run_shared_evaluation(
     spec: RunSpec,
     arms: list[ResolvedArm],
@@ -71,14 +84,12 @@ def run_shared_evaluation(
     name = evaluation_study_name(spec, arms, seeds)
     study = storage.create_study(name, optuna.samplers.RandomSampler(seed=0))
     with storage.lease(name):
-        with storage.serial(name):
+        with storage.serial(name), uninterrupted():
             trials = study.get_trials(deepcopy=False)
-            if not trials:
+            if JOB_ATTR not in study.user_attrs:
                 study.set_user_attr(JOB_ATTR, {"kind": "evaluate", "spec": json.loads(spec.model_dump_json()),
                                                "arms": [asdict(a) for a in arms], "seeds": list(seeds)})
-                for unit in range(len(groups)):
-                    study.enqueue_trial({}, user_attrs={UNIT_ATTR: unit})
-            elif not storage.shared:  # this process holds the study: RUNNING units were left by a dead one
+            if not storage.shared:  # this process holds the study: RUNNING units were left by a dead one
                 for t in trials:
                     if t.state == TrialState.RUNNING:
                         _requeue(study, t, storage)
@@ -92,7 +103,7 @@ def run_shared_evaluation(
                     if len(done) == len(groups):
                         break
                     with uninterrupted():
-                        trial = study.ask() if any(t.state == TrialState.WAITING for t in trials) else None
+                        trial = study.ask() if _queue_missing(study, trials, len(groups)) else None
                         if trial is not None:
                             storage.claim([trial._trial_id])
                             held = trial.number
