@@ -174,7 +174,8 @@ class TunedPick(Record):
     best_trial: int
     best_value: float = Field(description="Best validation accuracy of the study.")
     params: dict[str, float]
-    wall_seconds: float | None = Field(description="Tuning time in this run; None when the study was reused.")
+    wall_seconds: float = Field(
+        description="Seconds spent tuning in this run (near 0 where the storage already held the finished study).")
 
 
 class ReplicateArm(Record):

@@ -33,7 +33,7 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -48,6 +48,8 @@ from sscbench.spec import StorageSpec
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 # Optuna warns that heartbeats are meant for Study.optimize; sscbench's ask/tell workers beat themselves.
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+POLL_SECONDS = 0.5  # how often a worker with nothing to ask for looks again
 
 #: Study user attribute: how to run the study (kind, spec, plugin or arms), so a worker can take it up.
 JOB_ATTR = "sscbench_job"
@@ -84,7 +86,6 @@ class Storage:
     url: str
     rdb: RDBStorage
     spec: StorageSpec
-    _locks: dict[str, int] = field(default_factory=dict)
 
     @property
     def shared(self) -> bool:
@@ -197,11 +198,18 @@ class Storage:
             bindparam("ids", expanding=True))
         with self.rdb.engine.connect() as conn:
             beaten = {row[0] for row in conn.execute(query, {"ids": list(running)})}
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=self.spec.max_retry)
         for tid, trial in running.items():
             if tid not in beaten:
-                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-                retry(study, study.get_trials(deepcopy=False)[trial.number])
+                requeue(study, trial.number, self.spec.max_retry)
+
+
+def requeue(study: optuna.Study, number: int, max_retry: int | None) -> None:
+    """Fail a running trial and queue a copy with its parameters and attributes, as Optuna does for stale ones.
+
+    ``RetryHeartbeatStaleTrialCallback.retried_trial_number`` of the copy names the original.
+    """
+    study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+    RetryHeartbeatStaleTrialCallback(max_retry=max_retry)(study, study.get_trials(deepcopy=False)[number])
 
 
 @contextmanager

@@ -24,14 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sscbench.data import Dataset
 from sscbench.regularizer import Regularizer
 from sscbench.results import StudyRecord, TrialRecord
 from sscbench.spec import RunSpec, SearchRange
-from sscbench.storage import JOB_ATTR, Storage, uninterrupted
+from sscbench.storage import JOB_ATTR, POLL_SECONDS, Storage, requeue, uninterrupted
 from sscbench.trainer import Member, stack_progress, train_stack
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -121,8 +120,8 @@ def _restore_state(sampler: optuna.samplers.TPESampler, state: list[list[object]
         rng.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
 
 
-def _interrupted_round(study: optuna.Study) -> tuple[int | None, list[optuna.trial.FrozenTrial]]:
-    """The round an interruption cut short (its number and every trial of it), if any.
+def _interrupted_round(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Every trial of the round an interruption cut short (none if there was no such round).
 
     RUNNING trials that belong to no round (left by another tool) are marked failed.
     """
@@ -134,17 +133,14 @@ def _interrupted_round(study: optuna.Study) -> tuple[int | None, list[optuna.tri
             study.tell(t.number, state=TrialState.FAIL)
     rounds.discard(None)
     if not rounds:
-        return None, []
+        return []
     last = max(rounds)
-    return last, [t for t in trials if t.user_attrs.get(ROUND_ATTR) == last]
+    return [t for t in trials if t.user_attrs.get(ROUND_ATTR) == last]
 
 
 def _member(trial_params: dict[str, float], model_seed: int) -> Member:
     return Member(model_seed, trial_params["lr"], trial_params["weight_decay"],
                   {k: v for k, v in trial_params.items() if k not in ("lr", "weight_decay")})
-
-
-POLL_SECONDS = 0.5  # how often a worker with nothing to ask looks again
 
 
 def _ask_round(study: optuna.Study, sampler: optuna.samplers.TPESampler, count: int, spec: RunSpec,
@@ -171,11 +167,9 @@ def _give_back(storage: Storage, study: optuna.Study, numbers: set[int]) -> None
     """On a shared storage, an interrupted worker's untold trials are failed and queued again at once."""
     if not storage.shared:
         return  # SQLite: they stay RUNNING and the next run on the study trains their round again
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=storage.spec.max_retry)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.number in numbers:
-            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-            retry(study, study.get_trials(deepcopy=False)[trial.number])
+            requeue(study, trial.number, storage.spec.max_retry)
 
 
 def run_study(
@@ -212,7 +206,7 @@ def run_study(
                "sampler_seed": sampler_seed}
         if study.user_attrs.get(JOB_ATTR) != job:  # the latest request: a worker serves it up to this target
             study.set_user_attr(JOB_ATTR, job)
-        pending = [] if storage.shared else _interrupted_round(study)[1]
+        pending = [] if storage.shared else _interrupted_round(study)
         to_tell: set[int] = set()  # asked by this process and not told yet
         try:
             while True:

@@ -23,18 +23,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sscbench import data, evaluation, registry, tuning
 from sscbench.arms import ResolvedArm
 from sscbench.results import ArmResult
 from sscbench.spec import RunSpec
-from sscbench.storage import JOB_ATTR, Storage, StorageError, uninterrupted
+from sscbench.storage import JOB_ATTR, POLL_SECONDS, Storage, StorageError, requeue, uninterrupted
 
 UNIT_ATTR = "sscbench_unit"
 RESULTS_ATTR = "sscbench_arm_results"
-POLL_SECONDS = 0.5
 
 
 def evaluation_study_name(spec: RunSpec, arms: Sequence[ResolvedArm], seeds: Sequence[int]) -> str:
@@ -46,12 +44,6 @@ def evaluation_study_name(spec: RunSpec, arms: Sequence[ResolvedArm], seeds: Seq
         registry.code_fingerprint([a.regularizer for a in arms]),
     ])
     return f"evaluate-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-
-
-def _requeue(study: optuna.Study, trial: optuna.trial.FrozenTrial, storage: Storage) -> None:
-    """Fail a unit's trial and queue a copy (the same unit), as Optuna's retry callback does for stale trials."""
-    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-    RetryHeartbeatStaleTrialCallback(max_retry=None)(study, study.get_trials(deepcopy=False)[trial.number])
 
 
 def _queue_missing(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], units: int) -> bool:
@@ -92,7 +84,7 @@ def run_shared_evaluation(
             if not storage.shared:  # this process holds the study: RUNNING units were left by a dead one
                 for t in trials:
                     if t.state == TrialState.RUNNING:
-                        _requeue(study, t, storage)
+                        requeue(study, t.number, None)
         held: int | None = None  # the unit trial this process asked and has not told
         try:
             while True:
@@ -124,7 +116,7 @@ def run_shared_evaluation(
                 held = None
         except BaseException:
             if storage.shared and held is not None:  # queue it again now rather than after the grace period
-                _requeue(study, study.get_trials(deepcopy=False)[held], storage)
+                requeue(study, held, None)
             raise
     finished: dict[str, ArmResult] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
