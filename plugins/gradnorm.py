@@ -33,4 +33,4 @@ class GradNorm(Regularizer):
     weight = "lambda_gradnorm"
 
     def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return params["lambda_gradnorm"] * ctx.saliency.square().sum(-1).mean(-1)
+        return params["lambda_gradnorm"] * ctx.saliency.square().flatten(2).sum(-1).mean(-1)

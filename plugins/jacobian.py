@@ -43,5 +43,5 @@ class Jacobian(Regularizer):
         frob = torch.zeros(size, batch, device=ctx.logits.device, dtype=ctx.logits.dtype)
         for p in range(n_proj):
             (vj,) = torch.autograd.grad((ctx.logits * v[:, p]).sum(), ctx.inputs, create_graph=True)
-            frob = frob + vj.square().sum(-1)
+            frob = frob + vj.square().flatten(2).sum(-1)
         return params["lambda_jacobian"] / 2 * (classes / n_proj) * frob.mean(-1)

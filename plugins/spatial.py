@@ -35,5 +35,5 @@ class Spatial(Regularizer):
     weight = "lambda_spatial"
 
     def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        maps = unit_normalize(ctx.saliency)
+        maps = unit_normalize(ctx.saliency.flatten(2))  # any input shape, one map per sample
         return params["lambda_spatial"] * classwise_variance(maps, ctx.labels, ctx.num_classes)

@@ -39,6 +39,7 @@ class SSC(Regularizer):
     Params = SSCParams
     search_space = {"lambda_ssc": SearchRange(low=1e-4, high=1.0, log=True)}
     weight = "lambda_ssc"
+    input_rank = 1  # an rfft along the signal: 1-D inputs only
 
     def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return params["lambda_ssc"] * ssc_penalty(ctx.saliency, ctx.labels, ctx.num_classes)

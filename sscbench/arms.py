@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from sscbench import registry, results
+from sscbench import registry, results, task
 from sscbench.regularizer import OPTIMIZER_PARAMS, Regularizer
 from sscbench.spec import ArmSpec, RunSpec
 
@@ -96,7 +96,14 @@ def _from_tuning(arm: ArmSpec, out: Path, spec: RunSpec | None) -> tuple[dict[st
         )
     tuned = results.load(path, results.TuneResult)
     if spec is not None:
-        for section in ("data", "model"):
+        if task.key(tuned.spec) != task.key(spec):
+            theirs, ours = task.normalise(tuned.spec).workload, task.normalise(spec).workload
+            raise ArmError(
+                f"arm '{arm.name}': {path} was tuned on workload '{theirs.name}' {theirs.args}, and this run is on "
+                f"'{ours.name}' {ours.args}; tune it on this workload (`sscbench tune {arm.regularizer} "
+                f"--workload {ours.name}`, with its own --out), or give the arm's params"
+            )
+        for section in ("data",):
             if getattr(tuned.spec, section) != getattr(spec, section):
                 raise ArmError(
                     f"arm '{arm.name}': {path} was tuned with a different [{section}] spec "

@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
-from sscbench import compare, registry, render, results, workflow
+from sscbench import compare, registry, render, results, task, workflow
 from sscbench.arms import ArmError
 from sscbench.data import DataCacheError
 from sscbench.host import KernelError
@@ -76,6 +76,8 @@ ReferenceOpt = Annotated[str | None, typer.Option(help=_doc(EvaluateSpec, "refer
 AblationsOpt = Annotated[bool | None, typer.Option("--ablations/--no-ablations", help=_doc(EvaluateSpec, "ablations"))]
 TrialsOpt = Annotated[int | None, typer.Option(help=_doc(TuneSpec, "trials"))]
 TuneEpochsOpt = Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))]
+WorkloadOpt = Annotated[str | None, typer.Option(
+    "--workload", help="Workload: the task and model family (see `sscbench workloads`; default: mnist1d-mlp).")]
 StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite:///OUT/optuna.db).")]
 
 
@@ -128,7 +130,8 @@ def _overrides(**sections: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spec(path: Path | None, **sections: dict[str, Any]) -> RunSpec:
-    return build_spec(path, _overrides(**sections))
+    """Defaults < the workload's own defaults < the spec file < options; workload arguments filled in."""
+    return task.normalise(build_spec(path, _overrides(**sections), beneath=task.spec_defaults))
 
 
 def _command_line() -> str:
@@ -160,9 +163,19 @@ class _LazyBar:
 
 @app.command("plugins")
 def plugins_cmd() -> None:
-    """List the discovered regularizer plugins, their hyperparameters and search ranges."""
+    """List the discovered regularizer plugins, their hyperparameters, search ranges and the inputs they need."""
     with refusals():
         console.print(render.plugins_table())
+
+
+@app.command("workloads")
+def workloads_cmd() -> None:
+    """List the discovered workloads (task and model family), their arguments and sample shapes.
+
+    Example: sscbench workloads   |   sscbench reproduce --workload mnist1d-cnn
+    """
+    with refusals():
+        console.print(render.workloads_table())
 
 
 def _tune_one(spec: RunSpec, plugin: str, out: Path, storage: str | None, study_name: str | None) -> TuneResult:
@@ -199,6 +212,7 @@ def tune_cmd(
     round_size: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "round_size"))] = None,
     storage: StorageOpt = None,
     study_name: Annotated[str | None, typer.Option(help="Study name (default: PLUGIN-sSEED-HASH).")] = None,
+    workload: WorkloadOpt = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
     device: DeviceOpt = None,
@@ -213,6 +227,7 @@ def tune_cmd(
     with refusals():
         spec = _spec(spec_file, tune={"trials": trials, "epochs": epochs, "sampler_seed": seed,
                                       "studies": studies, "round_size": round_size},
+                     workload={"name": workload},
                      train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
         _tune_one(spec, plugin, out, storage, study_name)
 
@@ -260,6 +275,7 @@ def evaluate_cmd(
     epochs: EpochsOpt = None,
     reference: ReferenceOpt = None,
     ablations: AblationsOpt = None,
+    workload: WorkloadOpt = None,
     storage: StorageOpt = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
@@ -275,6 +291,7 @@ def evaluate_cmd(
     with refusals():
         spec = _spec(spec_file, evaluate={"seeds": seeds, "epochs": epochs, "reference": reference,
                                           "ablations": ablations, "arms": _arms_override(spec_file, arms)},
+                     workload={"name": workload},
                      train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
         _evaluate(spec, out, storage)
 
@@ -288,6 +305,7 @@ def reproduce_cmd(
     epochs: EpochsOpt = None,
     ablations: AblationsOpt = None,
     studies: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))] = None,
+    workload: WorkloadOpt = None,
     storage: StorageOpt = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
@@ -304,11 +322,13 @@ def reproduce_cmd(
         spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs, "studies": studies},
                      evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations,
                                "arms": _arms_override(spec_file, arms)},
+                     workload={"name": workload},
                      train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
         workflow.apply_runtime(spec)
         to_tune = [a.regularizer for a in spec.evaluate.arms if a.params is None and a.from_ is None]
         for plugin in dict.fromkeys(to_tune):  # in arm order, each once
             registry.load(plugin)  # refuse an unknown plugin before any tuning starts
+        task.prepare(workflow.expand_ablations(spec), [a.regularizer for a in spec.evaluate.arms])
         for plugin in dict.fromkeys(to_tune):
             _tune_one(spec, plugin, out, storage, None)
         _evaluate(spec, out, storage)
@@ -351,6 +371,10 @@ def compare_cmd(
     epochs: EpochsOpt = None,
     reference: ReferenceOpt = None,
     ablations: AblationsOpt = None,
+    workload: WorkloadOpt = None,
+    workloads: Annotated[str | None, typer.Option(
+        "--workloads", help="Comma-separated workloads: the same comparison on each (results in OUT/WORKLOAD/), "
+                            "one table row per workload and arm, one plot panel per workload.")] = None,
     storage: StorageOpt = None,
     spec_file: SpecOpt = None,
     out: OutOpt = Path("results"),
@@ -363,16 +387,36 @@ def compare_cmd(
 
     Replicate 0 is the protocol itself; finished replicates are reused when the command runs again.
 
-    Example: sscbench compare --arms baseline,ssc --replicates 10   |   sscbench compare --tune once --replicates 20
+    Example: sscbench compare --replicates 10   |   sscbench compare --workloads mnist1d-mlp,mnist1d-cnn
     """
     with refusals():
-        spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs},
-                     evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations, "reference": reference,
-                               "arms": _arms_override(spec_file, arms)},
-                     compare={"replicates": replicates, "first_replicate": first_replicate, "tune": tune,
-                              "gamma": gamma},
-                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
-        _compare(spec, out, storage)
+        if workload is not None and workloads is not None:
+            raise SpecError("give --workload or --workloads, not both")
+        names = [w.strip() for w in (workloads or "").split(",") if w.strip()]
+        if workloads is not None and not names:
+            raise SpecError("--workloads needs at least one workload name")
+
+        def spec_for(name: str | None) -> RunSpec:
+            return _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs},
+                         evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations, "reference": reference,
+                                   "arms": _arms_override(spec_file, arms)},
+                         compare={"replicates": replicates, "first_replicate": first_replicate, "tune": tune,
+                                  "gamma": gamma},
+                         workload={"name": name},
+                         train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
+
+        if not names:
+            _compare(spec_for(workload), out, storage)
+            return
+        specs = {name: spec_for(name) for name in dict.fromkeys(names)}  # every workload refused up front
+        for spec in specs.values():
+            compare.check(spec)
+            task.prepare(spec, ["baseline", *(a.regularizer for a in workflow.expand_ablations(spec).evaluate.arms)])
+        started = compare.now()
+        done = [_compare(spec, out / name, storage) for name, spec in specs.items()]
+        result, json_path, png_path = compare.save_workloads(list(specs), done, out, started, _command_line())
+        console.print(render.workloads_comparison_table(result))
+        console.print(f"wrote {json_path} and {png_path}")
 
 
 @app.command("worker")
@@ -433,7 +477,9 @@ def report_cmd(
     with refusals():
         tune_files = sorted(out.glob("tune-*.json"))
         evaluate_file, compare_file = out / "evaluate.json", out / "compare.json"
-        if not tune_files and not evaluate_file.exists() and not compare_file.exists():
+        workloads_file = out / "compare-workloads.json"
+        if not tune_files and not evaluate_file.exists() and not compare_file.exists() \
+                and not workloads_file.exists():
             raise ResultsError(f"no results in {out}: run `sscbench tune PLUGIN`, `sscbench evaluate` "
                                "or `sscbench compare` first")
         loaded_compare = results.load(compare_file, CompareResult) if compare_file.exists() else None
@@ -453,6 +499,11 @@ def report_cmd(
             _print_compare(loaded_compare)
             plot.save_compare_figure(loaded_compare, out / "compare.png")
             console.print(f"wrote {out / 'compare.png'}")
+        if workloads_file.exists():
+            loaded_workloads = results.load(workloads_file, results.WorkloadsCompareResult)
+            console.print(render.workloads_comparison_table(loaded_workloads))
+            plot.save_workloads_figure(loaded_workloads, out / "compare-workloads.png")
+            console.print(f"wrote {out / 'compare-workloads.png'}")
 
 
 if __name__ == "__main__":

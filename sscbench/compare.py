@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sscbench import arms as arms_mod
-from sscbench import data, plot, registry, replicate_stats, results, tuning, workflow, workqueue
+from sscbench import data, plot, registry, replicate_stats, results, task, tuning, workflow, workqueue
 from sscbench.host import cpu_info
 from sscbench.results import (
     ArmAcrossReplicates,
@@ -39,6 +39,7 @@ from sscbench.results import (
     ReplicateRecord,
     ResultsError,
     TunedPick,
+    WorkloadsCompareResult,
 )
 from sscbench.spec import RunSpec, SpecError
 from sscbench.storage import Storage, open_storage
@@ -100,7 +101,8 @@ def key(spec: RunSpec) -> str:
         "train": {"device", "threads", "workers"}, "evaluate": {"reference"}, "storage": True,
         "compare": {"replicates", "first_replicate", "gamma"}})
     once = f"|tuned-on={spec.compare.first_replicate}" if spec.compare.tune == "once" else ""
-    code = registry.code_fingerprint(["baseline", *(a.regularizer for a in spec.evaluate.arms)])
+    code = registry.code_fingerprint(["baseline", *(a.regularizer for a in spec.evaluate.arms)],
+                                     [spec.workload.name])
     return hashlib.sha256((dumped + once + "|code=" + code).encode()).hexdigest()[:12]
 
 
@@ -168,7 +170,7 @@ def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: Storage, on
     where the rest is held by other workers.
     """
     spec_r = replicate_spec(spec, rep)
-    dataset = data.load(spec_r.data)
+    dataset = task.resolve(spec_r).dataset()
     picks: dict[str, TunedPick] = {}
     model_epochs = 0
     started = time.perf_counter()
@@ -270,6 +272,7 @@ def run(spec: RunSpec, out: Path, storage: str | None = None, progress: Progress
     check(spec)
     for regularizer in to_tune(spec):
         registry.load(regularizer)  # an unknown plugin is refused before any work
+    spec = task.prepare(spec, ["baseline", *(a.regularizer for a in spec.evaluate.arms)])
     expanded = workflow.expand_ablations(spec)
     reference = workflow.reference_arm(expanded)
     arms_mod.resolve(expanded.evaluate.arms, out, expanded,  # a bad arm is refused before any work
@@ -318,6 +321,21 @@ def run(spec: RunSpec, out: Path, storage: str | None = None, progress: Progress
     json_path, png_path = out / "compare.json", out / "compare.png"
     results.save(result, json_path)
     plot.save_compare_figure(result, png_path)
+    return result, json_path, png_path
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def save_workloads(names: list[str], done: list[CompareResult], out: Path, started: datetime,
+                   command: str) -> tuple[WorkloadsCompareResult, Path, Path]:
+    """The comparisons of ``compare --workloads``, side by side: ``out/compare-workloads.json`` and ``.png``."""
+    result = WorkloadsCompareResult(workloads=names, results=done,
+                                    provenance=results.provenance(done[0].spec.train.device, started, command))
+    json_path, png_path = out / "compare-workloads.json", out / "compare-workloads.png"
+    results.save(result, json_path)
+    plot.save_workloads_figure(result, png_path)
     return result, json_path, png_path
 
 

@@ -18,6 +18,7 @@ import json
 import os
 import random
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,21 +74,27 @@ def default_cache_dir() -> Path:
     return Path(base) / "sscbench"
 
 
-def generation_args(spec: DataSpec) -> dict[str, object]:
-    """mnist1d's ``get_dataset_args()`` with the spec's values; ``url`` is dropped (unused)."""
+def generation_args(spec: DataSpec, extra: Mapping[str, object] | None = None) -> dict[str, object]:
+    """mnist1d's ``get_dataset_args()`` with the spec's values, then ``extra`` (a workload's variant);
+    ``url`` is dropped (unused)."""
     from mnist1d.data import get_dataset_args
 
     args = get_dataset_args(as_dict=True)
     args.pop("url", None)
     args.update(spec.mnist1d_args())
+    args.update(extra or {})
     return args
 
 
-def cache_path(spec: DataSpec, cache_dir: Path | None = None) -> Path:
-    args = generation_args(spec)
-    key = json.dumps({"format": CACHE_FORMAT, "args": args}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return (cache_dir or default_cache_dir()) / f"mnist1d-{digest}.npz"
+def keyed_path(prefix: str, key: Mapping[str, object], cache_dir: Path | None = None) -> Path:
+    """The cache file of the arrays that ``key`` (JSON-able) decides: ``PREFIX-HASH.npz``."""
+    text = json.dumps({"format": CACHE_FORMAT, "args": dict(key)}, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return (cache_dir or default_cache_dir()) / f"{prefix}-{digest}.npz"
+
+
+def cache_path(spec: DataSpec, cache_dir: Path | None = None, extra: Mapping[str, object] | None = None) -> Path:
+    return keyed_path("mnist1d", generation_args(spec, extra), cache_dir)
 
 
 def _generate(args: dict[str, object]) -> dict[str, np.ndarray]:
@@ -115,45 +122,67 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def load_arrays(spec: DataSpec, cache_dir: Path | None = None) -> dict[str, np.ndarray]:
-    """The raw train/test arrays, from the cache or freshly generated (then cached)."""
-    path = cache_path(spec, cache_dir)
+def cached_arrays(path: Path, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Arrays from the cache file ``path``, or ``make()`` (deterministic) written there atomically.
+
+    A truncated or corrupt cache file is made again and replaced; an unwritable
+    cache is a ``DataCacheError`` naming the file. Workloads use this for any data
+    that is expensive to generate (``keyed_path`` names the file).
+    """
     if path.exists():
         try:
             with np.load(path) as cached:
                 arrays = {k: cached[k] for k in cached.files}
-            if set(arrays) == set(ARRAYS):
+            if arrays:
                 return arrays
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             pass  # a truncated or corrupt cache file: generate it again (deterministic) and replace it
-    arrays = _generate(generation_args(spec))
+    arrays = make()
     try:
         write_atomic(path, _npz_bytes(arrays))  # a crash never leaves a truncated cache file
     except OSError as exc:
-        raise DataCacheError(f"cannot write the mnist1d cache {path}: {exc.strerror or exc}; set SSCBENCH_CACHE "
+        raise DataCacheError(f"cannot write the data cache {path}: {exc.strerror or exc}; set SSCBENCH_CACHE "
                              "to a writable folder") from None
     return arrays
 
 
-def load(spec: DataSpec, cache_dir: Path | None = None) -> Dataset:
-    """Train / validation / test as PROTOCOL.md defines them.
+def load_arrays(spec: DataSpec, cache_dir: Path | None = None,
+                extra: Mapping[str, object] | None = None) -> dict[str, np.ndarray]:
+    """The raw mnist1d train/test arrays, from the cache or freshly generated (then cached)."""
+    args = generation_args(spec, extra)
+    path = cache_path(spec, cache_dir, extra)
+    arrays = cached_arrays(path, lambda: _generate(args))
+    if set(arrays) != set(ARRAYS):  # a cache file of another layout: made again
+        path.unlink(missing_ok=True)
+        arrays = cached_arrays(path, lambda: _generate(args))
+    return arrays
+
+
+def split(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, validation_size: int) -> Dataset:
+    """Train / validation / test, validation being the LAST ``validation_size`` samples of the train arrays."""
+    x_t, y_t = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+    n_val = validation_size
+    if not 0 < n_val < len(y_t):
+        raise ValueError(
+            f"data.validation_size={n_val} must be between 1 and {len(y_t) - 1} "
+            f"(the train split has {len(y_t)} samples)"
+        )
+    cut = len(y_t) - n_val
+    num_classes = int(max(int(y_t.max()), int(y_test.max()))) + 1
+    return Dataset(
+        train=Split(x_t[:cut].contiguous(), y_t[:cut].contiguous()),
+        validation=Split(x_t[cut:].contiguous(), y_t[cut:].contiguous()),
+        test=Split(torch.from_numpy(np.ascontiguousarray(x_test)), torch.from_numpy(np.ascontiguousarray(y_test))),
+        num_classes=num_classes,
+    )
+
+
+def load(spec: DataSpec, cache_dir: Path | None = None, extra: Mapping[str, object] | None = None) -> Dataset:
+    """mnist1d's train / validation / test as PROTOCOL.md defines them (``extra``: a variant's arguments).
 
     Validation is the LAST ``spec.validation_size`` samples of mnist1d's train
     split; models train on the samples before it.
     """
-    arrays = load_arrays(spec, cache_dir)
-    x, y = torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["y"])
-    n_val = spec.validation_size
-    if not 0 < n_val < len(y):
-        raise ValueError(
-            f"data.validation_size={n_val} must be between 1 and {len(y) - 1} "
-            f"(the train split has {len(y)} samples)"
-        )
-    cut = len(y) - n_val
-    num_classes = int(max(y.max(), int(arrays["y_test"].max()))) + 1
-    return Dataset(
-        train=Split(x[:cut].contiguous(), y[:cut].contiguous()),
-        validation=Split(x[cut:].contiguous(), y[cut:].contiguous()),
-        test=Split(torch.from_numpy(arrays["x_test"]), torch.from_numpy(arrays["y_test"])),
-        num_classes=num_classes,
-    )
+    arrays = load_arrays(spec, cache_dir, extra)
+    return split(arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"], spec.validation_size)
+

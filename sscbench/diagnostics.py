@@ -1,6 +1,6 @@
 """Mechanism diagnostics of trained stacks: does the regularizer do what it claims?
 
-What it is: pure measurements of a trained ``StackedMLP`` (and of one training
+What it is: pure measurements of a trained stack (any workload's) (and of one training
 step's gradients), one value per member:
 - the ratio of the regularizer's gradient norm to the cross-entropy's on a
   fixed probe batch (does the penalty move the weights at the tuned weight?);
@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from sscbench.data import Split
-from sscbench.model import StackedMLP
 from sscbench.regularizer import BatchContext, Regularizer
 from sscbench.saliency import normalized_spectrum, spectral_consistency, target_saliency
+from sscbench.stack import Stacked
 
 SHIFTS = tuple(range(-8, 9))
 
@@ -35,7 +35,7 @@ def _per_member_norm(grads: Sequence[torch.Tensor | None], size: int) -> torch.T
 
 
 @torch.enable_grad()
-def gradient_norm_ratio(model: StackedMLP, regularizer: Regularizer, hp: Mapping[str, torch.Tensor],
+def gradient_norm_ratio(model: Stacked, regularizer: Regularizer, hp: Mapping[str, torch.Tensor],
                         probe: Split, seeds: Sequence[int]) -> torch.Tensor:
     """||grad of the regularizer term|| / ||grad of the cross-entropy|| per member, on one probe batch: [S]."""
     params = model.parameters()
@@ -56,7 +56,7 @@ def gradient_norm_ratio(model: StackedMLP, regularizer: Regularizer, hp: Mapping
         model.requires_grad_(was_trainable)
 
 
-def saliency(model: StackedMLP, split: Split) -> torch.Tensor:
+def saliency(model: Stacked, split: Split) -> torch.Tensor:
     """d z_y / d x on a split shared by all members: [S, N, D]."""
     with torch.enable_grad():
         x = split.x.expand(model.size, *split.x.shape).clone().requires_grad_(True)
@@ -77,7 +77,7 @@ def spectrum_by_class(sal: torch.Tensor, labels: torch.Tensor, num_classes: int)
 
 
 @torch.no_grad()
-def shift_accuracy(model: StackedMLP, split: Split, shifts: Sequence[int] = SHIFTS) -> torch.Tensor:
+def shift_accuracy(model: Stacked, split: Split, shifts: Sequence[int] = SHIFTS) -> torch.Tensor:
     """Accuracy per member with the inputs circularly shifted by k samples, for each k: [S, K]."""
     out = []
     for k in shifts:

@@ -22,12 +22,12 @@ from itertools import groupby
 import numpy as np
 import torch
 
-from sscbench import diagnostics, registry, stats
+from sscbench import diagnostics, registry, stats, task
 from sscbench.arms import ResolvedArm
 from sscbench.data import Dataset, Split
-from sscbench.model import StackedMLP
 from sscbench.results import ArmResult, Curves, Diagnostics, StudyConfig, TuningSpread, finite_or_none
 from sscbench.spec import RunSpec
+from sscbench.stack import Stacked
 from sscbench.trainer import History, Member, member_hyperparameters, stack_progress, train_stack
 
 
@@ -62,7 +62,7 @@ def _measure(spec: RunSpec, members: list[Member], regularizer: str, dataset: Da
              on_epoch: Callable[[int, float], None] | None) -> _Measured:
     plugin = registry.load(regularizer)
     device = torch.device(spec.train.device)
-    widths = [dataset.train.x.shape[1], *spec.model.hidden, dataset.num_classes]
+    arch = task.resolve(spec).architecture()
     hp = member_hyperparameters(members, plugin, device)
     probe = Split(dataset.train.x[: spec.train.batch_size], dataset.train.y[: spec.train.batch_size]).to(device)
     seeds = [m.seed for m in members]
@@ -70,21 +70,25 @@ def _measure(spec: RunSpec, members: list[Member], regularizer: str, dataset: Da
 
     progress = stack_progress(len(members), on_epoch) if on_epoch is not None else None
 
-    def hook(epoch: int, model: StackedMLP, first: int) -> None:
+    def hook(epoch: int, model: Stacked, first: int) -> None:
         rows = slice(first, first + model.size)
         part = {k: v[rows] for k, v in hp.items()}
         ratios[rows, epoch] = diagnostics.gradient_norm_ratio(model, plugin, part, probe, seeds[rows]).numpy()
         if progress is not None:
             progress(epoch, model, first)
 
-    history = train_stack(dataset.train, widths, members, plugin, spec.evaluate.epochs, spec.train,
+    history = train_stack(dataset.train, arch, members, plugin, spec.evaluate.epochs, spec.train,
                           {"test": dataset.test}, hook)
     test = dataset.test.to(device)
-    sal = diagnostics.saliency(history.model, test)
+    size = len(members)
+    if test.x.dim() == 2:  # spectra of 1-D signals; other inputs have no such diagnostic
+        sal = diagnostics.saliency(history.model, test)
+        consistency = diagnostics.consistency(sal, test.y, dataset.num_classes).cpu().numpy()
+        spectra = diagnostics.spectrum_by_class(sal, test.y, dataset.num_classes).cpu().numpy()
+    else:
+        consistency, spectra = np.full(size, np.nan), np.zeros((size, 0, 0))
     return _Measured(
-        history=history, grad_ratio=ratios,
-        consistency=diagnostics.consistency(sal, test.y, dataset.num_classes).cpu().numpy(),
-        spectra=diagnostics.spectrum_by_class(sal, test.y, dataset.num_classes).cpu().numpy(),
+        history=history, grad_ratio=ratios, consistency=consistency, spectra=spectra,
         shift_acc=diagnostics.shift_accuracy(history.model, test).cpu().numpy(),
     )
 

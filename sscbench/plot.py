@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sscbench.results import CompareResult, EvaluateResult, write_atomic  # noqa: E402
+from sscbench.results import CompareResult, EvaluateResult, WorkloadsCompareResult, write_atomic  # noqa: E402
 
 
 def _array(rows: list[list[float | None]] | list[float | None]) -> np.ndarray:
@@ -155,6 +155,23 @@ def compare_figure(result: CompareResult) -> matplotlib.figure.Figure:
                  fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def workloads_figure(result: WorkloadsCompareResult) -> matplotlib.figure.Figure:
+    """One panel per workload: the paired difference per replicate and its mean with the 95% CI."""
+    n = len(result.results)
+    rows = max(len(r.replicates) for r in result.results)
+    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 0.35 * rows + 3.5), squeeze=False)
+    for ax, name, res in zip(axes[0], result.workloads, result.results, strict=True):
+        _forest(ax, res)
+        ax.set_title(f"{name}\n{ax.get_title()}", fontsize=9)
+    fig.suptitle("Does the difference survive a change of task? (one panel per workload)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def save_workloads_figure(result: WorkloadsCompareResult, path: Path) -> None:
+    _save(workloads_figure(result), path)
 
 
 def save_compare_figure(result: CompareResult, path: Path) -> None:

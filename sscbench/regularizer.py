@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from sscbench.saliency import target_saliency
 from sscbench.seeding import STREAM_PLUGIN, keyed_normal
 from sscbench.spec import SearchRange
+from sscbench.workload import Shape
 
 #: Optimizer hyperparameters the harness owns; a plugin must not declare these.
 OPTIMIZER_PARAMS = ("lr", "weight_decay")
@@ -39,7 +40,8 @@ class NoParams(BaseModel):
 class BatchContext:
     """One training step of a whole stack of S members, as a plugin sees it.
 
-    Shapes: ``inputs`` [S, B, D] (requires grad), ``labels`` [S, B] int64,
+    Shapes: ``inputs`` [S, B, *input] (requires grad; the workload's sample shape, [S, B, D]
+    for mnist1d), ``labels`` [S, B] int64,
     ``logits`` [S, B, C]; ``seeds`` are the members' seeds (a sequence or an
     int64 tensor [S]), ``step`` the optimizer step (both only for ``randn``).
     Index s along the first axis is member s; members never interact.
@@ -67,10 +69,10 @@ class BatchContext:
 
     @property
     def saliency(self) -> torch.Tensor:
-        """g = d z_y / d x for every sample, [S, B, D], differentiable w.r.t. the weights.
+        """g = d z_y / d x for every sample, [S, B, *input], differentiable w.r.t. the weights.
 
         Computed on first access with one backward of sum(z_y) (samples do
-        not interact in an MLP), with create_graph=True, then shared by
+        not interact in any workload's model), with create_graph=True, then shared by
         every caller in the same step.
         """
         if self._saliency is None:
@@ -113,6 +115,10 @@ class Regularizer(ABC):
     #: The hyperparameter that scales the whole term, if there is one: where it is
     #: 0 for every member, ``is_inactive`` says so and the trainer skips the term.
     weight: ClassVar[str | None] = None
+    #: The rank of one sample's input the plugin needs (1: 1-D signals, such as SSC's rfft
+    #: along the last axis), or None when it works on any input shape. A workload whose
+    #: inputs have another rank is refused before any training.
+    input_rank: ClassVar[int | None] = None
 
     @abstractmethod
     def penalty(self, ctx: BatchContext, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -133,6 +139,16 @@ class Regularizer(ABC):
         for every member; never, for a plugin that declares no weight.
         """
         return self.weight is not None and bool((params[self.weight] == 0).all())
+
+    def accepts(self, shape: Shape) -> str | None:
+        """None when the plugin works on a workload's inputs, else why not (one line).
+
+        The default answers from ``input_rank``; override it for other needs.
+        """
+        if self.input_rank is None or len(shape.input) == self.input_rank:
+            return None
+        return (f"it needs inputs of rank {self.input_rank} (one sample of shape [D] for rank 1), "
+                f"and this workload's samples have shape {list(shape.input)}")
 
     # -- helpers the harness uses; plugins do not override these ------------
 

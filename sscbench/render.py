@@ -10,7 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from sscbench import registry
-from sscbench.results import CompareResult, EvaluateResult, TuneResult
+from sscbench.results import CompareResult, EvaluateResult, TuneResult, WorkloadsCompareResult
+from sscbench.spec import DataSpec
 
 
 def pct(x: float | None) -> str:
@@ -23,22 +24,64 @@ def fmt_params(params: dict[str, float]) -> str:
 
 def plugins_table() -> Table:
     table = Table(title="Regularizer plugins (entry-point group sscbench.regularizers)")
-    for col in ("name", "distribution", "description", "hyperparameters (default; search range)"):
+    for col in ("name", "distribution", "description", "hyperparameters (default; search range)", "inputs"):
         table.add_column(col, overflow="fold")
     for name, info in registry.discover().items():
         try:
             plugin = registry.load(name)
         except registry.PluginError as exc:
             failure = f"[red]fails to load: {escape(str(exc))}[/red]"
-            table.add_row(name, f"{info.distribution} {info.version}", failure, "")
+            table.add_row(name, f"{info.distribution} {info.version}", failure, "", "")
             continue
         hp = []
         for key, default in plugin.defaults().items():
             rng = plugin.search_space.get(key)
             where = f"[{rng.low:g}, {rng.high:g}]{' log' if rng.log else ''}" if rng else "fixed"
             hp.append(f"{key} = {default:g}; {where}")
+        inputs = "any" if plugin.input_rank is None else f"rank {plugin.input_rank}"
         table.add_row(name, f"{info.distribution} {info.version}", escape(plugin.description),
-                      "\n".join(hp) or "(none: lr and weight_decay only)")
+                      "\n".join(hp) or "(none: lr and weight_decay only)", inputs)
+    return table
+
+
+def workloads_table() -> Table:
+    """Every discovered workload: its description, arguments and what its models take and give."""
+    table = Table(title="Workloads (entry-point group sscbench.workloads)")
+    for col in ("name", "distribution", "description", "arguments (default)", "sample shape / classes"):
+        table.add_column(col, overflow="fold")
+    for name, info in registry.WORKLOADS.discover().items():
+        try:
+            workload = registry.load_workload(name)
+        except registry.PluginError as exc:
+            table.add_row(name, f"{info.distribution} {info.version}",
+                          f"[red]fails to load: {escape(str(exc))}[/red]", "", "")
+            continue
+        args = workload.Args()
+        shape = workload.shape(args, DataSpec())
+        listed = [f"{k} = {v}" for k, v in args.model_dump().items()]
+        table.add_row(name, f"{info.distribution} {info.version}", escape(workload.description),
+                      escape("\n".join(listed)) or "(none)", f"{list(shape.input)} / {shape.classes}")
+    return table
+
+
+def workloads_comparison_table(result: WorkloadsCompareResult) -> Table:
+    """Does the gain survive a change of task? One row per workload and arm."""
+    table = Table(title="The same comparison on every workload (score = mean test accuracy over seeds)")
+    for col in ("workload", "arm", "score over replicates (sd)", "diff vs reference [95% CI]", "P(A > B) [95% CI]",
+                "p (t-test)", "verdict"):
+        table.add_column(col)
+    for name, res in zip(result.workloads, result.results, strict=True):
+        comps = {c.arm: c for c in res.comparisons}
+        for k, arm in enumerate(res.arms):
+            c = comps.get(arm.name)
+            cells = (["reference", "", "", ""] if arm.name == res.reference else ["-", "-", "-", "-"]) if c is None \
+                else [f"{100 * c.mean_diff:+.2f} {_interval(c.ci_low, c.ci_high)}",
+                      f"{c.p_outperform:.2f} [{c.p_outperform_ci_low:.2f}, {c.p_outperform_ci_high:.2f}]",
+                      _num(c.p_ttest), _colour(c.verdict)]
+            table.add_row(name if k == 0 else "", arm.name, f"{pct(arm.mean)} ({pct(arm.std_ddof1)})", *cells,
+                          end_section=k == len(res.arms) - 1)
+    r = len(result.results[0].replicates) if result.results else 0
+    table.caption = f"{r} replicate(s) per workload; verdicts as in `sscbench compare` (docs/statistics.md)."
     return table
 
 

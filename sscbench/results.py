@@ -29,10 +29,12 @@ from sscbench.replicate_stats import ReplicatedComparison
 from sscbench.spec import RunSpec, SearchRange
 from sscbench.stats import Comparison, Summary
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Versions this sscbench reads. Version 2 added ``provenance.cpu``, ``evaluate.covers`` and the
-#: compare kinds; a version 1 file reads with those absent.
-READABLE_VERSIONS = (1, 2)
+#: compare kinds; a version 1 file reads with those absent. Version 3 replaced the spec's
+#: ``[model] hidden`` with ``[workload]`` (name and args); older files read as mnist1d-mlp with
+#: their hidden widths.
+READABLE_VERSIONS = (1, 2, 3)
 
 COVERS_SEEDS = ("model seeds only (initialisation and batch order); the data draw and the tuning run are "
                 "fixed: `sscbench compare` re-draws both")
@@ -236,11 +238,21 @@ class CompareResult(Record):
     provenance: Provenance
 
 
+class WorkloadsCompareResult(Record):
+    """``compare --workloads``: one replicated comparison per workload, same arms and settings."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["compare-workloads"] = "compare-workloads"
+    workloads: list[str] = Field(description="The workloads, in the order asked for.")
+    results: list[CompareResult] = Field(description="Each workload's comparison (also in OUT/WORKLOAD/compare.json).")
+    provenance: Provenance
+
+
 class ResultsError(ValueError):
     """A results file that is missing, of an unknown version, or not of the schema."""
 
 
-R = TypeVar("R", TuneResult, EvaluateResult, CompareResult, ReplicateRecord)
+R = TypeVar("R", TuneResult, EvaluateResult, CompareResult, ReplicateRecord, WorkloadsCompareResult)
 
 
 def finite_or_none(x: float) -> float | None:
@@ -289,7 +301,7 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         raise
 
 
-def save(result: TuneResult | EvaluateResult | CompareResult | ReplicateRecord, path: Path) -> None:
+def save(result: Record, path: Path) -> None:
     write_atomic(path, result.model_dump_json(indent=2, by_alias=True) + "\n")
 
 

@@ -10,6 +10,7 @@ A TOML file overrides any field; command-line options override the file.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -58,10 +59,13 @@ class DataSpec(Spec):
         return self.model_dump(exclude={"validation_size"})
 
 
-class ModelSpec(Spec):
-    """The MLP; input width and class count come from the data."""
+class WorkloadSpec(Spec):
+    """The task: a registered workload (data and model family) and its arguments."""
 
-    hidden: tuple[PosInt, ...] = Field((256, 256), description="Hidden layer widths (ReLU between).")
+    name: str = Field("mnist1d-mlp", min_length=1, description="Registered workload (see `sscbench workloads`).")
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="The workload's own arguments (its Args model); omitted ones take "
+                                          "their defaults, and results record them all.")
 
 
 class TrainSpec(Spec):
@@ -197,12 +201,29 @@ class RunSpec(Spec):
     """Everything a run needs; defaults reproduce PROTOCOL.md."""
 
     data: DataSpec = Field(default_factory=DataSpec, description="Data generation and split.")
-    model: ModelSpec = Field(default_factory=ModelSpec, description="The MLP.")
+    workload: WorkloadSpec = Field(default_factory=WorkloadSpec, description="The task: data and model family.")
     train: TrainSpec = Field(default_factory=TrainSpec, description="Trainer and optimizer.")
     tune: TuneSpec = Field(default_factory=TuneSpec, description="Tuning stage.")
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec, description="Evaluation stage.")
     compare: CompareSpec = Field(default_factory=CompareSpec, description="Replicated comparison (compare).")
     storage: StorageSpec = Field(default_factory=StorageSpec, description="Workers sharing a storage.")
+
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_model_section(cls, raw: Any) -> Any:
+        """Specs and results written before workloads had ``[model] hidden``: the MLP's ``workload.args``."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+            return raw
+        raw = dict(raw)
+        model = dict(raw.pop("model"))
+        if "hidden" in model:
+            workload = dict(raw.get("workload") or {})
+            workload["args"] = {"hidden": model.pop("hidden"), **(workload.get("args") or {})}
+            raw["workload"] = workload
+        if model:  # anything else in [model] is reported like any unknown key
+            raw["model"] = model
+        return raw
 
 
 class SpecError(ValueError):
@@ -228,8 +249,14 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_spec(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunSpec:
-    """The effective spec: defaults, then the TOML file, then ``overrides`` (nested dict)."""
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in values.items()}
+
+
+def build_spec(path: Path | None = None, overrides: dict[str, Any] | None = None,
+               beneath: Callable[[str], Mapping[str, Any]] | None = None) -> RunSpec:
+    """The effective spec: defaults, then ``beneath(workload name)`` (the workload's own defaults),
+    then the TOML file, then ``overrides`` (nested dict)."""
     source = str(path) if path is not None else "defaults"
     raw: dict[str, Any] = {}
     if path is not None:
@@ -246,6 +273,10 @@ def build_spec(path: Path | None = None, overrides: dict[str, Any] | None = None
     if overrides:
         raw = _merge(raw, overrides)
         source += " + command-line options"
+    if beneath is not None:
+        workload = raw.get("workload")
+        name = workload.get("name") if isinstance(workload, dict) else None
+        raw = _merge(_plain(beneath(name if isinstance(name, str) else WorkloadSpec().name)), raw)
     try:
         return RunSpec.model_validate(raw)
     except ValidationError as err:

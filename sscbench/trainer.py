@@ -1,4 +1,4 @@
-"""The one shared trainer: a stack of MLPs, each member its own run.
+"""The one shared trainer: a stack of models of any workload, each member its own run.
 
 What it is: the only loop over batches in sscbench. It trains S members at once
 (per member: seed, lr, weight decay, regularizer hyperparameters), with AdamW
@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from sscbench.data import Split
-from sscbench.model import StackedMLP
 from sscbench.regularizer import BatchContext, Regularizer
 from sscbench.seeding import STREAM_BATCHES, stream_seed
 from sscbench.spec import TrainSpec
+from sscbench.stack import Architecture, Stacked, as_architecture, concat, mlp
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class History:
     accuracy: dict[str, np.ndarray]
     diverged_at: list[int | None]  # epoch (0-based) in which a member diverged
     steps: int
-    model: StackedMLP
+    model: Stacked
 
 
 class DeviceError(RuntimeError):
@@ -125,7 +125,7 @@ def member_hyperparameters(members: Sequence[Member], regularizer: Regularizer,
 
 
 @torch.no_grad()
-def accuracy(model: StackedMLP, split: Split, chunk: int = 4096) -> torch.Tensor:
+def accuracy(model: Stacked, split: Split, chunk: int = 4096) -> torch.Tensor:
     """Per-member accuracy on a split shared by all members: [S]."""
     correct = torch.zeros(model.size, device=split.x.device)
     for start in range(0, len(split), chunk):
@@ -134,7 +134,6 @@ def accuracy(model: StackedMLP, split: Split, chunk: int = 4096) -> torch.Tensor
     return correct / len(split)
 
 
-BYTES_PER_FLOAT = 4
 MEMORY_BUDGET_FRACTION = 0.5  # of the memory free when a stack starts
 
 
@@ -149,21 +148,14 @@ def free_memory_bytes(device: torch.device) -> int:
 
 
 def bytes_per_member(widths: Sequence[int], batch_size: int) -> int:
-    """A generous estimate of one member's training memory.
-
-    Parameters, gradient, their flat copy and two AdamW moments (6 x P floats),
-    plus one step's activations with the saliency graph (about 12 tensors of
-    batch x sum(widths)) and evaluation chunks (4096 x sum(widths)).
-    """
-    params = StackedMLP.num_parameters(widths)
-    activations = (12 * batch_size + 4096) * sum(widths)
-    return (6 * params + activations) * BYTES_PER_FLOAT
+    """A generous estimate of one MLP member's training memory (``Architecture.bytes_per_member``)."""
+    return mlp(widths).bytes_per_member(batch_size)
 
 
-def stack_capacity(widths: Sequence[int], batch_size: int, device: torch.device) -> int:
+def stack_capacity(model: Architecture | Sequence[int], batch_size: int, device: torch.device) -> int:
     """How many members one stack may hold on this device right now (at least 1)."""
     budget = MEMORY_BUDGET_FRACTION * free_memory_bytes(device)
-    return max(1, int(budget // bytes_per_member(widths, batch_size)))
+    return max(1, int(budget // as_architecture(model).bytes_per_member(batch_size)))
 
 
 def worker_count(spec: TrainSpec, members: int) -> int:
@@ -189,11 +181,11 @@ def _concat(parts: list[History]) -> History:
         accuracy={k: np.concatenate([h.accuracy[k] for h in parts]) for k in parts[0].accuracy},
         diverged_at=[d for h in parts for d in h.diverged_at],
         steps=sum(h.steps for h in parts),
-        model=StackedMLP(torch.cat([h.model.flat for h in parts]), parts[0].model.widths),
+        model=concat([h.model for h in parts]),
     )
 
 
-def stack_progress(size: int, report: Callable[[int, float], None]) -> Callable[[int, StackedMLP, int], None]:
+def stack_progress(size: int, report: Callable[[int, float], None]) -> Callable[[int, Stacked, int], None]:
     """An ``on_epoch`` hook calling ``report(epoch, share)`` for every sub-stack epoch.
 
     ``share`` is the sub-stack's part of the whole stack (its members / ``size``),
@@ -201,7 +193,7 @@ def stack_progress(size: int, report: Callable[[int, float], None]) -> Callable[
     or for workers), and progress moves while any sub-stack trains.
     """
 
-    def hook(epoch: int, model: StackedMLP, first: int) -> None:
+    def hook(epoch: int, model: Stacked, first: int) -> None:
         report(epoch, model.size / size)
 
     return hook
@@ -213,16 +205,16 @@ class _Cancelled(Exception):
 
 def train_stack(
     train: Split,
-    widths: Sequence[int],
+    model: Architecture | Sequence[int],
     members: Sequence[Member],
     regularizer: Regularizer,
     epochs: int,
     spec: TrainSpec,
     eval_sets: Mapping[str, Split] | None = None,
-    on_epoch: Callable[[int, StackedMLP, int], None] | None = None,
+    on_epoch: Callable[[int, Stacked, int], None] | None = None,
     capacity: int | None = None,
 ) -> History:
-    """Train every member for ``epochs`` epochs; returns the recorded history.
+    """Train every member of ``model`` (an architecture, or MLP widths) for ``epochs`` epochs.
 
     Members beyond what memory allows (``stack_capacity``, or ``capacity``) are
     trained as consecutive stacks, and each of those is cut into
@@ -235,22 +227,23 @@ def train_stack(
     if not members:
         raise ValueError("a stack needs at least one member")
     device = resolve_device(spec.device)
-    limit = capacity or stack_capacity(widths, spec.batch_size, device)
-    args = (train, widths, regularizer, epochs, spec, eval_sets, on_epoch)
+    arch = as_architecture(model)
+    limit = capacity or stack_capacity(arch, spec.batch_size, device)
+    args = (train, arch, regularizer, epochs, spec, eval_sets, on_epoch)
     return _concat([_train_concurrently(members[first:first + limit], first, *args)
                     for first in range(0, len(members), limit)])
 
 
 def _train_concurrently(members: Sequence[Member], first: int, train: Split,
-                        widths: Sequence[int], regularizer: Regularizer, epochs: int, spec: TrainSpec,
+                        arch: Architecture, regularizer: Regularizer, epochs: int, spec: TrainSpec,
                         eval_sets: Mapping[str, Split] | None,
-                        on_epoch: Callable[[int, StackedMLP, int], None] | None) -> History:
+                        on_epoch: Callable[[int, Stacked, int], None] | None) -> History:
     workers = worker_count(spec, len(members))
     if workers == 1:
-        return _train_one_stack(train, widths, members, regularizer, epochs, spec, eval_sets, on_epoch, first)
+        return _train_one_stack(train, arch, members, regularizer, epochs, spec, eval_sets, on_epoch, first)
     lock, stop = threading.Lock(), threading.Event()
 
-    def hook(epoch: int, model: StackedMLP, start: int) -> None:
+    def hook(epoch: int, model: Stacked, start: int) -> None:
         with lock:
             on_epoch(epoch, model, start)  # type: ignore[misc]
 
@@ -258,7 +251,7 @@ def _train_concurrently(members: Sequence[Member], first: int, train: Split,
     torch.set_num_threads(max(1, threads // workers))  # process-wide; restored below
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sscbench-stack") as pool:
-            futures = [pool.submit(_train_one_stack, train, widths, members[part.start:part.stop], regularizer,
+            futures = [pool.submit(_train_one_stack, train, arch, members[part.start:part.stop], regularizer,
                                    epochs, spec, eval_sets, hook if on_epoch else None, first + part.start, stop)
                        for part in split_evenly(len(members), workers)]
             try:
@@ -276,13 +269,13 @@ def _train_concurrently(members: Sequence[Member], first: int, train: Split,
 
 def _train_one_stack(
     train: Split,
-    widths: Sequence[int],
+    arch: Architecture,
     members: Sequence[Member],
     regularizer: Regularizer,
     epochs: int,
     spec: TrainSpec,
     eval_sets: Mapping[str, Split] | None = None,
-    on_epoch: Callable[[int, StackedMLP, int], None] | None = None,
+    on_epoch: Callable[[int, Stacked, int], None] | None = None,
     first: int = 0,
     stop: threading.Event | None = None,
 ) -> History:
@@ -293,7 +286,7 @@ def _train_one_stack(
     seed_tensor = torch.tensor(seeds, dtype=torch.int64)  # for BatchContext.randn, built once
     S, n, bs = len(members), len(train), spec.batch_size
 
-    model = StackedMLP.init(widths, seeds, device).requires_grad_(True)
+    model = arch.stack(seeds, device).requires_grad_(True)
     params = model.parameters()
     as_tensor = lambda vals: torch.tensor(vals, dtype=torch.float32, device=device)  # noqa: E731
     opt = _AdamW(model.flat, as_tensor([m.lr for m in members]), as_tensor([m.weight_decay for m in members]),
@@ -317,7 +310,7 @@ def _train_one_stack(
             if stop is not None and stop.is_set():
                 raise _Cancelled
             idx = order[:, lo:lo + bs]
-            x = train.x[idx].requires_grad_(True)  # [S, B, D]: gathered for the whole stack at once
+            x = train.x[idx].requires_grad_(True)  # [S, B, *input]: gathered for the whole stack at once
             y = train.y[idx]
             logits = model(x)
             ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)

@@ -26,6 +26,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from sscbench import task
 from sscbench.data import Dataset
 from sscbench.regularizer import Regularizer
 from sscbench.results import StudyRecord, TrialRecord
@@ -65,7 +66,7 @@ def default_study_name(spec: RunSpec, plugin: Regularizer, sampler_seed: int) ->
     The trial count is left out on purpose: asking for more trials resumes the same study.
     """
     key = "|".join([
-        spec.data.model_dump_json(), spec.model.model_dump_json(),
+        spec.data.model_dump_json(), task.key(spec),
         spec.train.model_dump_json(exclude={"device", "threads", "workers"}
                                    | ({"cpu_kernels"} if spec.train.cpu_kernels == "native" else set())),
         spec.tune.model_dump_json(include={"epochs", "model_seed", "lr", "weight_decay"}),
@@ -195,7 +196,7 @@ def run_study(
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise TuningError(f"study '{study_name}' in {storage.masked} is not a maximisation study")
     space, fixed = search_space(spec, plugin), fixed_params(plugin)
-    target, widths = spec.tune.trials, [dataset.train.x.shape[1], *spec.model.hidden, dataset.num_classes]
+    target, arch = spec.tune.trials, task.resolve(spec).architecture()
 
     def completed() -> list[optuna.trial.FrozenTrial]:
         return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -236,7 +237,7 @@ def run_study(
                     continue
                 with storage.heartbeat(study.get_trials(deepcopy=False)[n]._trial_id for n in numbers):
                     hook = stack_progress(len(members), on_epoch) if on_epoch else None
-                    history = train_stack(dataset.train, widths, members, plugin, spec.tune.epochs, spec.train,
+                    history = train_stack(dataset.train, arch, members, plugin, spec.tune.epochs, spec.train,
                                           {"validation": dataset.validation}, hook)
                 for number, curve in zip(numbers, history.accuracy["validation"], strict=True):
                     if number not in to_tell:

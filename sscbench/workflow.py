@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from sscbench import arms as arms_mod
-from sscbench import data, evaluation, plot, registry, results, tuning, workqueue
+from sscbench import evaluation, plot, registry, results, task, tuning, workqueue
 from sscbench.host import force_kernels
 from sscbench.results import EvaluateResult, TuneResult
 from sscbench.spec import RunSpec
@@ -63,6 +63,11 @@ def reference_arm(spec: RunSpec) -> str | None:
     return None
 
 
+def _known(regularizer: str) -> bool:
+    """Whether a plugin is registered (an unknown one is refused by arm resolution, naming the arm)."""
+    return regularizer in registry.available()
+
+
 def default_storage(out: Path) -> str:
     return f"sqlite:///{(out / 'optuna.db').resolve()}"
 
@@ -79,8 +84,9 @@ def tune(
     """Run or resume ``spec.tune.studies`` studies of one plugin; writes ``out/tune-PLUGIN.json``."""
     started = datetime.now(UTC)
     plugin = registry.load(regularizer)
+    spec = task.prepare(spec, [regularizer])
     apply_runtime(spec)
-    dataset = data.load(spec.data)
+    dataset = task.resolve(spec).dataset()
     opened = open_storage(storage, spec.storage) if storage else None  # a bad URL is refused before any write
     out.mkdir(parents=True, exist_ok=True)
     opened = opened or open_storage(default_storage(out), spec.storage)
@@ -114,11 +120,12 @@ def evaluate(
     """
     started = datetime.now(UTC)
     spec = expand_ablations(spec)
+    spec = task.prepare(spec, [a.regularizer for a in spec.evaluate.arms if _known(a.regularizer)])
     resolved = arms_mod.resolve(spec.evaluate.arms, out, spec)
     reference = reference_arm(spec)
     apply_runtime(spec)
     opened = open_storage(storage, spec.storage) if storage else None  # a bad URL is refused before any write
-    dataset = data.load(spec.data)
+    dataset = task.resolve(spec).dataset()
     out.mkdir(parents=True, exist_ok=True)
     opened = opened or open_storage(default_storage(out), spec.storage)
     seeds = list(range(spec.evaluate.seeds))

@@ -25,7 +25,7 @@ from dataclasses import asdict
 import optuna
 from optuna.trial import TrialState
 
-from sscbench import data, evaluation, registry, tuning
+from sscbench import data, evaluation, registry, task, tuning
 from sscbench.arms import ResolvedArm
 from sscbench.results import ArmResult
 from sscbench.spec import RunSpec
@@ -38,10 +38,10 @@ RESULTS_ATTR = "sscbench_arm_results"
 def evaluation_study_name(spec: RunSpec, arms: Sequence[ResolvedArm], seeds: Sequence[int]) -> str:
     """A name that changes with everything deciding a unit's results, the code included."""
     key = "|".join([
-        spec.data.model_dump_json(), spec.model.model_dump_json(),
+        spec.data.model_dump_json(), task.key(spec),
         spec.train.model_dump_json(exclude={"device", "threads", "workers"}), str(spec.evaluate.epochs),
         json.dumps(list(seeds)), json.dumps([asdict(a) for a in arms], sort_keys=True),
-        registry.code_fingerprint([a.regularizer for a in arms]),
+        registry.code_fingerprint([a.regularizer for a in arms], [spec.workload.name]),
     ])
     return f"evaluate-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
@@ -143,7 +143,7 @@ def serve_study(storage: Storage, name: str, job: dict,
                 on_epoch: Callable[[str, int, float], None] | None = None) -> None:
     """Work on one study as the process that created it would."""
     spec = RunSpec.model_validate(job["spec"])
-    dataset = data.load(spec.data)
+    dataset = task.resolve(spec).dataset()
     hook = (lambda e, share: on_epoch(name, e, share)) if on_epoch else None
     if job["kind"] == "tune":
         tuning.run_study(spec, registry.load(job["plugin"]), dataset, storage, name, job["sampler_seed"],

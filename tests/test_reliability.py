@@ -150,7 +150,7 @@ def test_an_unwritable_data_cache_is_one_line(tmp_path, monkeypatch):
     spec.write_text("[data]\nnum_samples = 300\nvalidation_size = 40\n" + THREE_UNITS)
     res = CliRunner().invoke(app, ["evaluate", "--spec", str(spec), "--seeds", "1", "--epochs", "1",
                                    "--out", str(tmp_path / "out")])
-    assert res.exit_code == 2 and "cannot write the mnist1d cache" in res.output and "SSCBENCH_CACHE" in res.output
+    assert res.exit_code == 2 and "cannot write the data cache" in res.output and "SSCBENCH_CACHE" in res.output
     assert "Traceback" not in res.output
 
 
