@@ -447,15 +447,19 @@ def worker_cmd(
 @app.command("check-plugin")
 def check_plugin_cmd(
     name: Annotated[str, typer.Argument(help="Registered regularizer to check (see `sscbench plugins`).")],
+    workload: Annotated[str | None, typer.Option(
+        "--workload", help="Check on this workload only (default: every workload the plugin accepts).")] = None,
 ) -> None:
-    """Run the plugin contract checks on a registered regularizer; exit 1 when one fails.
+    """Run the plugin contract checks on a registered regularizer, on the workloads it accepts; exit 1 on a failure.
 
-    Example: sscbench check-plugin ssc
+    Example: sscbench check-plugin ssc   |   sscbench check-plugin ssc --workload mnist1d-cnn
     """
     from sscbench import contract
 
     with refusals():
-        checks = contract.check_plugin(name)
+        if workload is not None:
+            task.resolve(RunSpec(workload={"name": workload})).refuse_incompatible(registry.load(name))
+        checks = contract.check_plugin(name, None if workload is None else [workload])
     console.print(render.contract_table(name, checks))
     if not all(c.passed for c in checks):
         raise typer.Exit(1)

@@ -2,7 +2,8 @@
 
 What it is: each rule of ``sscbench.regularizer`` that can be checked
 mechanically, as a function that raises ``ContractViolation`` with a message
-saying what is wrong; ``check_plugin`` runs them all on a registered plugin.
+saying what is wrong; ``check_plugin`` runs them all on a registered plugin, on
+the models and inputs of every discovered workload the plugin accepts.
 ``sscbench check-plugin NAME`` and the test suite both call these, so a new
 plugin is held to the same contract the built-ins are.
 What it is not: a statistical test of whether a plugin helps.
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 import torch
 
 from sscbench import registry
-from sscbench.model import StackedMLP
 from sscbench.regularizer import OPTIMIZER_PARAMS, BatchContext, Regularizer
+from sscbench.spec import DataSpec
+from sscbench.stack import Architecture, Stacked, mlp
+from sscbench.workload import Shape
 
-S, B, WIDTHS = 3, 24, (40, 32, 32, 10)
+S, B = 3, 24
 
 
 class ContractViolation(AssertionError):
@@ -31,13 +34,37 @@ class CheckResult:
     check: str
     passed: bool
     message: str
+    workload: str = ""
 
 
-def _context(seed: int = 0) -> tuple[StackedMLP, BatchContext]:
+@dataclass(frozen=True)
+class Probe:
+    """The model family and sample shape the checks run on: a workload's, or a small MLP on 1-D signals."""
+
+    arch: Architecture
+    classes: int
+
+    @classmethod
+    def of_workload(cls, name: str) -> Probe:
+        from sscbench import task
+        from sscbench.spec import RunSpec, WorkloadSpec
+
+        resolved = task.resolve(RunSpec(workload=WorkloadSpec(name=name), data=DataSpec()))
+        return cls(resolved.architecture(), resolved.shape.classes)
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(self.arch.input_shape, self.classes)
+
+
+SMALL_MLP = Probe(mlp((40, 32, 32, 10)), 10)
+
+
+def _context(seed: int = 0, probe: Probe = SMALL_MLP) -> tuple[Stacked, BatchContext]:
     gen = torch.Generator().manual_seed(seed)
-    model = StackedMLP.init(WIDTHS, list(range(S))).requires_grad_(True)
-    x = torch.randn(S, B, WIDTHS[0], generator=gen).requires_grad_(True)
-    y = torch.randint(0, WIDTHS[-1], (S, B), generator=gen)
+    model = probe.arch.stack(list(range(S))).requires_grad_(True)
+    x = torch.randn(S, B, *probe.arch.input_shape, generator=gen).requires_grad_(True)
+    y = torch.randint(0, probe.classes, (S, B), generator=gen)
     return model, BatchContext(x, y, model(x), seeds=list(range(S)), step=0)
 
 
@@ -53,7 +80,7 @@ def hyperparameters(plugin: Regularizer, pick: str) -> dict[str, torch.Tensor]:
     return {k: torch.full((S,), float(v)) for k, v in values.items()}
 
 
-def check_declarations(plugin: Regularizer) -> None:
+def check_declarations(plugin: Regularizer, probe: Probe = SMALL_MLP) -> None:
     """Name, one-line description, Params with defaults, a search space over Params fields."""
     if not plugin.description or "\n" in plugin.description:
         raise ContractViolation("description must be one non-empty line")
@@ -72,10 +99,10 @@ def check_declarations(plugin: Regularizer) -> None:
             raise ContractViolation(f"search range of '{key}' is empty")
 
 
-def check_penalty_shape_and_finiteness(plugin: Regularizer) -> None:
+def check_penalty_shape_and_finiteness(plugin: Regularizer, probe: Probe = SMALL_MLP) -> None:
     """One finite value per member, at both ends of the search space."""
     for pick in ("low", "high"):
-        _, ctx = _context()
+        _, ctx = _context(probe=probe)
         out = plugin.penalty(ctx, hyperparameters(plugin, pick))
         if not isinstance(out, torch.Tensor) or out.shape != (S,):
             shape = getattr(out, "shape", type(out).__name__)
@@ -84,13 +111,14 @@ def check_penalty_shape_and_finiteness(plugin: Regularizer) -> None:
             raise ContractViolation(f"penalty is not finite at the {pick} end of the search space: {out.tolist()}")
 
 
-def check_gradients_reach_every_weight(plugin: Regularizer) -> None:
+def check_gradients_reach_every_weight(plugin: Regularizer, probe: Probe = SMALL_MLP) -> None:
     """With its hyperparameters at the top of their range, the term moves every weight of every member."""
     if not plugin.search_space:
         return  # nothing to switch on
-    model, ctx = _context()
+    model, ctx = _context(probe=probe)
     out = plugin.penalty(ctx, hyperparameters(plugin, "high"))
-    grads = torch.autograd.grad(out.sum(), model.weights, allow_unused=True)
+    weights = [p for p in model.parameters() if p.dim() >= 3]  # [S, ...] of a matrix or a kernel: not biases
+    grads = torch.autograd.grad(out.sum(), weights, allow_unused=True)
     for layer, g in enumerate(grads):
         if g is None:
             raise ContractViolation(f"layer {layer}'s weight gets no gradient from the penalty")
@@ -101,40 +129,40 @@ def check_gradients_reach_every_weight(plugin: Regularizer) -> None:
                 raise ContractViolation(f"member {s}'s layer-{layer} weight gets a zero gradient")
 
 
-def check_members_do_not_interact(plugin: Regularizer) -> None:
+def check_members_do_not_interact(plugin: Regularizer, probe: Probe = SMALL_MLP) -> None:
     """Member s's value depends only on member s's slice of the context."""
-    _, ctx = _context()
+    _, ctx = _context(probe=probe)
     hp = hyperparameters(plugin, "high")
     together = plugin.penalty(ctx, hp).detach()
     for s in range(S):
         x = ctx.inputs[s:s + 1].detach().requires_grad_(True)
-        model = StackedMLP.init(WIDTHS, [s]).requires_grad_(True)
+        model = probe.arch.stack([s]).requires_grad_(True)
         alone = plugin.penalty(BatchContext(x, ctx.labels[s:s + 1], model(x), seeds=[s], step=0),
                                {k: v[s:s + 1] for k, v in hp.items()}).detach()
         if not torch.allclose(together[s:s + 1], alone, rtol=1e-4, atol=1e-6):
             raise ContractViolation(f"member {s}: {float(alone[0])} alone but {float(together[s])} in a stack")
 
 
-def check_does_not_touch_global_rng(plugin: Regularizer) -> None:
+def check_does_not_touch_global_rng(plugin: Regularizer, probe: Probe = SMALL_MLP) -> None:
     """The penalty leaves torch's global RNG state as it found it (use ctx.randn)."""
-    _, ctx = _context()
+    _, ctx = _context(probe=probe)
     before = torch.get_rng_state()
     plugin.penalty(ctx, hyperparameters(plugin, "high"))
     if not torch.equal(before, torch.get_rng_state()):
         raise ContractViolation("penalty used torch's global RNG; draw from ctx.randn(...) instead")
 
 
-def check_inactive_means_zero(plugin: Regularizer) -> None:
+def check_inactive_means_zero(plugin: Regularizer, probe: Probe = SMALL_MLP) -> None:
     """Where ``is_inactive`` says the term is off (searched hyperparameters at 0), the penalty is zero."""
     values = plugin.defaults() | {k: 0.0 for k in plugin.search_space}
     hp = {k: torch.full((S,), float(v)) for k, v in values.items()}
     if plugin.search_space and plugin.is_inactive(hp):
-        _, ctx = _context()
+        _, ctx = _context(probe=probe)
         if not torch.equal(plugin.penalty(ctx, hp).detach(), torch.zeros(S)):
             raise ContractViolation("is_inactive is True for all-zero hyperparameters, but the penalty is not 0")
 
 
-CHECKS: dict[str, Callable[[Regularizer], None]] = {
+CHECKS: dict[str, Callable[[Regularizer, Probe], None]] = {
     "declarations": check_declarations,
     "penalty shape and finiteness": check_penalty_shape_and_finiteness,
     "gradients reach every weight": check_gradients_reach_every_weight,
@@ -144,17 +172,32 @@ CHECKS: dict[str, Callable[[Regularizer], None]] = {
 }
 
 
-def check_plugin(name: str) -> list[CheckResult]:
-    """Load the registered plugin and run every check; a load failure is a registry.PluginError."""
+def accepted_workloads(plugin: Regularizer) -> list[str]:
+    """Every discovered workload whose inputs the plugin accepts (``Regularizer.accepts``)."""
+    out = []
+    for name in registry.WORKLOADS.available():
+        workload = registry.load_workload(name)
+        if plugin.accepts(workload.shape(workload.Args(), DataSpec())) is None:
+            out.append(name)
+    return out
+
+
+def check_plugin(name: str, workloads: list[str] | None = None) -> list[CheckResult]:
+    """Load the registered plugin and run every check on every workload it accepts (or on ``workloads``).
+
+    A load failure is a registry.PluginError.
+    """
     plugin = registry.load(name)
     results = []
-    for check, fn in CHECKS.items():
-        try:
-            fn(plugin)
-        except ContractViolation as exc:
-            results.append(CheckResult(check, False, str(exc)))
-        except Exception as exc:  # a crash inside the plugin is a failed check, reported, not raised
-            results.append(CheckResult(check, False, f"raised {type(exc).__name__}: {exc}"))
-        else:
-            results.append(CheckResult(check, True, fn.__doc__.strip().splitlines()[0]))
+    for workload in (accepted_workloads(plugin) if workloads is None else workloads):
+        probe = Probe.of_workload(workload)
+        for check, fn in CHECKS.items():
+            try:
+                fn(plugin, probe)
+            except ContractViolation as exc:
+                results.append(CheckResult(check, False, str(exc), workload))
+            except Exception as exc:  # a crash inside the plugin is a failed check, reported, not raised
+                results.append(CheckResult(check, False, f"raised {type(exc).__name__}: {exc}", workload))
+            else:
+                results.append(CheckResult(check, True, fn.__doc__.strip().splitlines()[0], workload))
     return results

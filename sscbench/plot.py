@@ -74,6 +74,10 @@ def figure(result: EvaluateResult) -> matplotlib.figure.Figure:
         d = arm.diagnostics
         ax_shift.plot(d.shifts, 100 * _array(d.shift_accuracy), color=color, marker="o", ms=3, label=arm.name)
         ax_spec = fig.add_subplot(grid[1, i])
+        if not d.spectrum_by_class or not d.spectrum_by_class[0]:  # inputs that are not 1-D signals
+            ax_spec.set_axis_off()
+            ax_spec.set_title(f"{arm.name}: no saliency spectrum\n(the workload's inputs are not 1-D)")
+            continue
         image = ax_spec.imshow(_array(d.spectrum_by_class), aspect="auto", cmap="viridis", origin="lower")
         consistency = d.spectral_consistency if d.spectral_consistency is not None else float("nan")
         ax_spec.set(title=f"{arm.name}: saliency spectrum by class\n(spectral consistency {consistency:.4g})",

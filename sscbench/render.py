@@ -87,12 +87,16 @@ def workloads_comparison_table(result: WorkloadsCompareResult) -> Table:
 
 def contract_table(name: str, checks: list) -> Table:
     """One row per contract check: passed or the violation."""
-    table = Table(title=f"Contract checks of regularizer '{name}'")
-    table.add_column("check")
-    table.add_column("result")
+    workloads = list(dict.fromkeys(c.workload for c in checks))
+    table = Table(title=f"Contract checks of regularizer '{name}' on {len(workloads)} workload(s)")
+    for col in ("workload", "check", "result"):
+        table.add_column(col)
     table.add_column("detail", overflow="fold")
-    for c in checks:
-        table.add_row(c.check, "[green]pass[/green]" if c.passed else "[red]FAIL[/red]", escape(c.message))
+    for k, c in enumerate(checks):
+        first = k == 0 or checks[k - 1].workload != c.workload
+        last = k == len(checks) - 1 or checks[k + 1].workload != c.workload
+        table.add_row(c.workload if first else "", c.check, "[green]pass[/green]" if c.passed else "[red]FAIL[/red]",
+                      escape(c.message), end_section=last)
     return table
 
 

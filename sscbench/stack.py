@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from torch.func import functional_call
 from sscbench.model import StackedMLP
 
 BYTES_PER_FLOAT = 4
+_GLOBAL_RNG = threading.Lock()  # held while a member is drawn from torch's global RNG
 EVAL_CHUNK = 4096  # samples per evaluation pass (trainer.accuracy)
 
 
@@ -148,8 +150,11 @@ class Architecture:
     _template: list[nn.Module] = field(default_factory=list, compare=False, repr=False)
 
     def module(self, seed: int) -> nn.Module:
-        """Member ``seed``: exactly the module built after ``torch.manual_seed(seed)`` (global RNG restored)."""
-        with torch.random.fork_rng(devices=[]):
+        """Member ``seed``: exactly the module built after ``torch.manual_seed(seed)`` (global RNG restored).
+
+        Builds are serialised: sub-stacks start in threads, and torch's global RNG is one per process.
+        """
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             return self.make()
 

@@ -314,11 +314,16 @@ def test_any_optuna_storage_and_study_name(tmp_path):
     assert results.load(tmp_path / "out" / "tune-baseline.json", TuneResult).studies[0].storage == storage
 
 
-def test_tuned_hyperparameters_from_another_model_are_refused(tmp_path):
+def test_tuned_hyperparameters_from_another_model_or_workload_are_refused(tmp_path):
     ok("tune", "baseline", "--trials", 1, "--epochs", 1, "--out", tmp_path)
-    other = write(tmp_path, "[model]\nhidden = [64]\n")
+    other = write(tmp_path, "[model]\nhidden = [64]\n")  # the pre-workload spelling of the MLP's widths
     res = invoke("evaluate", "--arms", "baseline", "--spec", other, "--seeds", 1, "--epochs", 1, "--out", tmp_path)
-    assert res.exit_code == 2 and "different [model] spec" in res.output and "sscbench tune baseline" in res.output
+    assert res.exit_code == 2 and "tuned on workload 'mnist1d-mlp' {'hidden': [256, 256]}" in res.output
+    assert "'hidden': [64]" in res.output and "sscbench tune baseline" in res.output
+    res = invoke("evaluate", "--arms", "baseline", "--workload", "mnist1d-cnn", "--seeds", 1, "--epochs", 1,
+                 "--out", tmp_path)
+    assert res.exit_code == 2 and "this run is on 'mnist1d-cnn'" in res.output
+    assert "--workload mnist1d-cnn" in res.output
     assert not (tmp_path / "evaluate.json").exists()
 
 

@@ -15,17 +15,28 @@ def test_builtins_are_discovered():
     assert {"baseline", "ssc", "gradnorm", "spatial", "jacobian", "labelsmooth"} <= set(PLUGINS)
 
 
+WORKLOADS = registry.WORKLOADS.available()
+PAIRS = [(p, w) for p in PLUGINS for w in contract.accepted_workloads(registry.load(p))]
+
+
+def test_every_builtin_plugin_accepts_every_builtin_workload_with_1d_inputs():
+    builtin = {"mnist1d-mlp", "mnist1d-cnn", "mnist1d-shuffled", "mnist1d-noisy"}
+    assert builtin <= set(WORKLOADS)
+    for name in ("baseline", "ssc", "gradnorm", "spatial", "jacobian", "labelsmooth"):
+        assert builtin <= set(contract.accepted_workloads(registry.load(name)))
+
+
 @pytest.mark.parametrize("check", sorted(contract.CHECKS))
 @pytest.mark.parametrize("name", PLUGINS)
 def test_contract(name, check):
-    contract.CHECKS[check](registry.load(name))
+    contract.CHECKS[check](registry.load(name), contract.SMALL_MLP)
 
 
-@pytest.mark.parametrize("name", PLUGINS)
-def test_check_plugin_reports_every_check_passed(name):
-    results = contract.check_plugin(name)
+@pytest.mark.parametrize(("name", "workload"), PAIRS)
+def test_check_plugin_passes_on_every_accepted_workload(name, workload):
+    results = contract.check_plugin(name, [workload])
     assert [r.check for r in results] == list(contract.CHECKS)
-    assert all(r.passed for r in results), [r for r in results if not r.passed]
+    assert all(r.passed and r.workload == workload for r in results), [r for r in results if not r.passed]
 
 
 class _Leaky(Regularizer):

@@ -26,7 +26,7 @@ class FakeEntryPoint:
 @pytest.fixture
 def fake_group(monkeypatch):
     points: list[FakeEntryPoint] = []
-    monkeypatch.setattr(registry, "_entry_points", lambda: points)
+    monkeypatch.setattr(registry.REGULARIZERS, "entry_points", lambda: points)
     registry.load.cache_clear()
     yield points
     registry.load.cache_clear()
