@@ -10,6 +10,8 @@ Both use PROTOCOL.md's SSC term written class by class, as a plain script would.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,9 +59,11 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def train_one(x: torch.Tensor, y: torch.Tensor, widths: list[int], seed: int, lr: float, wd: float,
               lambda_ssc: float, epochs: int, batch_size: int, saliency: str,
-              held_out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[nn.Module, list[float]]:
-    """Train one model; returns it and its accuracy on ``held_out`` after every epoch (if given)."""
-    model = make_mlp(widths, seed).to(x.device)
+              held_out: tuple[torch.Tensor, torch.Tensor] | None = None,
+              make_model: Callable[[int], nn.Module] | None = None) -> tuple[nn.Module, list[float]]:
+    """Train one model (the MLP of ``widths``, or ``make_model(seed)``); returns it and its accuracy on
+    ``held_out`` after every epoch (if given)."""
+    model = (make_model(seed) if make_model is not None else make_mlp(widths, seed)).to(x.device)
     accuracies: list[float] = []
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
     gen = torch.Generator().manual_seed(seed)

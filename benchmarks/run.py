@@ -63,6 +63,27 @@ def implementations(workers: int) -> list[str]:
     return ["sscbench", f"sscbench --workers {workers}", "plain", "jacrev"]
 
 
+#: Rows of the workloads table, timed in the same round-robin: the mnist1d-cnn workload stacked and
+#: as a plain per-model loop, and the MLP through the generic stack (vmap over functional_call)
+#: instead of the specialised MLP stack the first table times.
+WORKLOAD_ROWS = ["sscbench cnn", "plain cnn", "sscbench mlp, generic stack"]
+
+
+def architecture(impl: str):
+    """The architecture a workload row trains (None: the MLP rows of the first table)."""
+    from torch import nn
+
+    from sscbench import task
+    from sscbench.spec import RunSpec, WorkloadSpec
+    from sscbench.stack import Architecture, mlp_module
+
+    if "cnn" in impl:
+        return task.resolve(RunSpec(workload=WorkloadSpec(name="mnist1d-cnn"))).architecture()
+    if "generic" in impl:  # a Flatten in front (no parameters, same draws) hides the MLP from the fast path
+        return Architecture(lambda: nn.Sequential(nn.Flatten(), *mlp_module([40, 256, 256, 10])), (40,))
+    return None
+
+
 def sscbench_workers(impl: str) -> int:
     return int(impl.rsplit(" ", 1)[1]) if impl.startswith("sscbench --workers ") else 1
 
@@ -120,6 +141,9 @@ def run_work(impl: str, size: str, device: str, samples: int | None = None) -> f
     x, y = load_train(samples or cfg["samples"])
     x, y = x.to(device), y.to(device)
     widths = [40, 256, 256, 10]
+    arch = architecture(impl)
+    model = arch or widths
+    make = (lambda seed: arch.module(seed)) if arch is not None else None
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -128,11 +152,12 @@ def run_work(impl: str, size: str, device: str, samples: int | None = None) -> f
         if impl.startswith("sscbench"):
             params = {"lambda_ssc": lam} if regularizer == "ssc" else {}
             members = [Member(s, HP["lr"], HP["weight_decay"], params) for s in range(models)]
-            train_stack(Split(x, y), widths, members, registry.load(regularizer), epochs,
+            train_stack(Split(x, y), model, members, registry.load(regularizer), epochs,
                         TrainSpec(device=device, workers=sscbench_workers(impl)))
         else:
             for s in range(models):
-                reference.train_one(x, y, widths, s, HP["lr"], HP["weight_decay"], lam, epochs, 128, impl)
+                reference.train_one(x, y, widths, s, HP["lr"], HP["weight_decay"], lam, epochs, 128,
+                                    impl.split()[0], make_model=make)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -263,9 +288,9 @@ def main() -> None:
     peaks = {lib: statistics.median(m[lib] for m in matmuls) for lib in matmuls[0]}
     best = max(peaks.values())
     impls = implementations(args.workers)
-    runs: dict[str, list[dict]] = {impl: [] for impl in impls}
+    runs: dict[str, list[dict]] = {impl: [] for impl in impls + WORKLOAD_ROWS}
     for r in range(repeats):  # round-robin, so drift hits every implementation alike
-        for impl in impls:
+        for impl in impls + WORKLOAD_ROWS:
             runs[impl].append(spawn(impl, args, args.threads))
             console.log(f"repeat {r + 1}/{repeats} {impl}: {runs[impl][-1]['seconds']:.2f} s")
 
@@ -285,6 +310,16 @@ def main() -> None:
     ours = rows[0]["seconds_median"]
     for row in rows:
         row["speedup_of_sscbench"] = row["seconds_median"] / ours
+    median = {impl: statistics.median(r["seconds"] for r in runs[impl]) for impl in WORKLOAD_ROWS}
+    workload_rows = [
+        {"implementation": impl, "seconds_median": median[impl], "seconds_all": [r["seconds"] for r in runs[impl]],
+         "samples_per_second": total_samples / median[impl],
+         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[impl]),
+         "compared_with": other, "ratio": median[impl] / other_seconds}
+        for impl, other, other_seconds in [
+            ("sscbench cnn", "sscbench cnn", median["sscbench cnn"]),
+            ("plain cnn", "sscbench cnn", median["sscbench cnn"]),
+            ("sscbench mlp, generic stack", "sscbench", ours)]]
     protocol = None if args.skip_protocol else spawn("protocol", args, args.threads)
     plain_protocol = None
     if args.plain_protocol:  # timed from outside, like `sscbench reproduce`: start-up and data loading included
@@ -302,6 +337,13 @@ def main() -> None:
                       *(f"{100 * row['mfu_per_library'][lib]:.1f}%" for lib in peaks),
                       f"{row['peak_rss_mb']:.0f}", f"{row['speedup_of_sscbench']:.2f}x")
     console.print(table)
+    wtable = Table(title="Workloads: the mnist1d-cnn stack against a plain loop, and the MLP through the generic stack")
+    for col in ("implementation", "wall s (median)", "samples/s", "peak RSS MB", "time / compared row"):
+        wtable.add_column(col, justify="right")
+    for row in workload_rows:
+        wtable.add_row(row["implementation"], f"{row['seconds_median']:.2f}", f"{row['samples_per_second']:,.0f}",
+                       f"{row['peak_rss_mb']:.0f}", f"{row['ratio']:.2f}x of {row['compared_with']}")
+    console.print(wtable)
     console.print("dense float32 matmul, " + ", ".join(f"{lib}: {f / 1e9:.1f} GFLOP/s" for lib, f in peaks.items())
                   + "; the MFU recorded is against the faster")
     if protocol:
@@ -318,7 +360,7 @@ def main() -> None:
                     "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None},
         "size": args.size, "work": cfg["work"], "samples_per_epoch": cfg["samples"], "repeats": repeats,
         "matmul_flops": best, "matmul_flops_per_library": peaks, "model_flops_per_sample": per_sample,
-        "rows": rows, "protocol": protocol, "plain_protocol": plain_protocol,
+        "rows": rows, "workload_rows": workload_rows, "protocol": protocol, "plain_protocol": plain_protocol,
     }
     from sscbench.results import write_atomic
 

@@ -33,6 +33,10 @@ def test_tiny_benchmark_writes_its_report(tmp_path):
     assert "torch.matmul" in peaks and report["matmul_flops"] == max(peaks.values())
     for row in report["rows"]:
         assert row["seconds_median"] > 0 and 0 < row["mfu"] and row["peak_rss_mb"] > 0
+    assert [r["implementation"] for r in report["workload_rows"]] == ["sscbench cnn", "plain cnn",
+                                                                     "sscbench mlp, generic stack"]
+    assert all(r["seconds_median"] > 0 and r["ratio"] > 0 for r in report["workload_rows"])
+    assert "mnist1d-cnn stack against a plain loop" in done.stdout
     assert report["protocol"]["seconds"] > 0 and "sscbench reproduce" in report["protocol"]["command"]
     assert "MFU" in done.stdout and "sscbench reproduce" in done.stdout
     plain = report["plain_protocol"]

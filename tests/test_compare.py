@@ -249,6 +249,7 @@ def test_stored_work_is_keyed_by_the_code_that_computed_it(monkeypatch):
     base = registry.code_fingerprint(["baseline", "ssc"])
     assert base == registry.code_fingerprint(["ssc", "baseline", "ssc"])  # a set: order and repeats do not count
     assert base != registry.code_fingerprint(["baseline", "gradnorm"])  # another plugin's source
+    assert base != registry.code_fingerprint(["baseline", "ssc"], ["mnist1d-mlp"])  # and the workload's
     key = compare.key(build_spec())
-    monkeypatch.setattr(registry, "code_fingerprint", lambda names: "edited")  # as if a module had changed
+    monkeypatch.setattr(registry, "code_fingerprint", lambda *names: "edited")  # as if a module had changed
     assert compare.key(build_spec()) != key
