@@ -348,3 +348,15 @@ def test_workload_defaults_sit_beneath_the_spec_file(monkeypatch, tmp_path):
     finally:
         registry.WORKLOADS.cache_clear()
 
+
+
+def test_a_workload_name_registered_twice_is_an_error_naming_both(monkeypatch):
+    class FakeDist:
+        def __init__(self, name):
+            self.metadata, self.version = {"Name": name}, "1.0"
+
+    a, b = _EP("images", _Images), _EP("images", _Images)
+    a.dist, b.dist, b.value = FakeDist("dist-a"), FakeDist("dist-b"), "other:Images"
+    monkeypatch.setattr(registry.WORKLOADS, "entry_points", lambda: [a, b])
+    with pytest.raises(registry.PluginError, match="workload 'images' is registered twice: by dist-a.*by dist-b"):
+        registry.WORKLOADS.discover()
