@@ -75,6 +75,7 @@ EpochsOpt = Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "epochs")
 ReferenceOpt = Annotated[str | None, typer.Option(help=_doc(EvaluateSpec, "reference"))]
 AblationsOpt = Annotated[bool | None, typer.Option("--ablations/--no-ablations", help=_doc(EvaluateSpec, "ablations"))]
 TrialsOpt = Annotated[int | None, typer.Option(help=_doc(TuneSpec, "trials"))]
+PrunerOpt = Annotated[str | None, typer.Option("--pruner", help=_doc(TuneSpec, "pruner"))]
 TuneEpochsOpt = Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))]
 WorkloadOpt = Annotated[str | None, typer.Option(
     "--workload", help="Workload: the task and model family (see `sscbench workloads`; default: mnist1d-mlp).")]
@@ -210,6 +211,7 @@ def tune_cmd(
     seed: Annotated[int | None, typer.Option("--seed", help=_doc(TuneSpec, "sampler_seed"))] = None,
     studies: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))] = None,
     round_size: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "round_size"))] = None,
+    pruner: PrunerOpt = None,
     storage: StorageOpt = None,
     study_name: Annotated[str | None, typer.Option(help="Study name (default: PLUGIN-sSEED-HASH).")] = None,
     workload: WorkloadOpt = None,
@@ -226,7 +228,7 @@ def tune_cmd(
     """
     with refusals():
         spec = _spec(spec_file, tune={"trials": trials, "epochs": epochs, "sampler_seed": seed,
-                                      "studies": studies, "round_size": round_size},
+                                      "studies": studies, "round_size": round_size, "pruner": pruner},
                      workload={"name": workload},
                      train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
         _tune_one(spec, plugin, out, storage, study_name)
@@ -305,6 +307,7 @@ def reproduce_cmd(
     epochs: EpochsOpt = None,
     ablations: AblationsOpt = None,
     studies: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))] = None,
+    pruner: PrunerOpt = None,
     workload: WorkloadOpt = None,
     storage: StorageOpt = None,
     spec_file: SpecOpt = None,
@@ -319,7 +322,7 @@ def reproduce_cmd(
     Example: sscbench reproduce   |   sscbench reproduce --arms baseline,ssc,gradnorm --ablations
     """
     with refusals():
-        spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs, "studies": studies},
+        spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs, "studies": studies, "pruner": pruner},
                      evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations,
                                "arms": _arms_override(spec_file, arms)},
                      workload={"name": workload},
@@ -368,6 +371,7 @@ def compare_cmd(
     seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds") + " Per replicate.")] = None,
     trials: TrialsOpt = None,
     tune_epochs: TuneEpochsOpt = None,
+    pruner: PrunerOpt = None,
     epochs: EpochsOpt = None,
     reference: ReferenceOpt = None,
     ablations: AblationsOpt = None,
@@ -397,7 +401,7 @@ def compare_cmd(
             raise SpecError("--workloads needs at least one workload name")
 
         def spec_for(name: str | None) -> RunSpec:
-            return _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs},
+            return _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs, "pruner": pruner},
                          evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations, "reference": reference,
                                    "arms": _arms_override(spec_file, arms)},
                          compare={"replicates": replicates, "first_replicate": first_replicate, "tune": tune,

@@ -34,12 +34,14 @@ from sscbench import data, plot, registry, replicate_stats, results, task, tunin
 from sscbench.host import cpu_info
 from sscbench.results import (
     ArmAcrossReplicates,
+    ArmBudget,
     CompareResult,
     ReplicateArm,
     ReplicateRecord,
     ResultsError,
     TunedPick,
     WorkloadsCompareResult,
+    total_budget,
 )
 from sscbench.spec import RunSpec, SpecError
 from sscbench.storage import Storage, open_storage
@@ -158,7 +160,8 @@ def _tune(spec: RunSpec, rep: Replicate, dataset: data.Dataset, regularizer: str
         sampler_seed=rep.sampler_seed, data_seed=rep.data_seed, model_seed=rep.tune_model_seed,
         trials_complete=sum(t.state == "COMPLETE" for t in record.trials), best_trial=best.number,
         best_value=best.value, params=dict(best.params), wall_seconds=time.perf_counter() - started,
-    ), len(record.trials) * spec.tune.epochs
+        budget=record.budget,
+    ), record.budget.model_epochs if record.budget else len(record.trials) * spec.tune.epochs
 
 
 def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: Storage, once: dict[str, TunedPick],
@@ -313,15 +316,45 @@ def run(spec: RunSpec, out: Path, storage: str | None = None, progress: Progress
     if progress.on_stage:
         progress.on_stage("statistics", done, total)
     across, comparisons = summarise(spec, records, reference)
+    budgets = tuning_budgets(spec, records)
     result = CompareResult(
         spec=spec, key=key(spec), derivation=DERIVATION, covers=covers(spec), replicates=records, arms=across,
         reference=reference, comparisons=comparisons, reused_replicates=reused,
+        tuning_budgets=budgets, budget_note=budget_note(budgets),
         provenance=results.provenance(spec.train.device, started, command),
     )
     json_path, png_path = out / "compare.json", out / "compare.png"
     results.save(result, json_path)
     plot.save_compare_figure(result, png_path)
     return result, json_path, png_path
+
+
+def tuning_budgets(spec: RunSpec, records: list[ReplicateRecord]) -> list[ArmBudget]:
+    """Each tuned plugin's budget, summed over the replicates it was tuned in (once, under ``--tune once``)."""
+    out = []
+    for regularizer in to_tune(spec):
+        picks = {(p.tuned_in, p.study_name): p for rec in records for p in rec.tuning if p.regularizer == regularizer}
+        budgets = [p.budget for p in picks.values() if p.budget is not None]
+        if budgets:
+            out.append(ArmBudget(regularizer=regularizer, pruner=spec.tune.pruner, budget=total_budget(budgets)))
+    return out
+
+
+#: Budgets within this share of each other count as equal.
+EQUAL_BUDGET_TOLERANCE = 0.05
+
+
+def budget_note(budgets: list[ArmBudget]) -> str:
+    """One line: were the tuned arms compared at equal budget (model-epochs)? If not, by how much not."""
+    if len(budgets) < 2:
+        return ""
+    epochs = {b.regularizer: b.budget.model_epochs for b in budgets}
+    low, high = min(epochs.values()), max(epochs.values())
+    listing = ", ".join(f"{name} {value:,}" for name, value in epochs.items())
+    if high <= low * (1 + EQUAL_BUDGET_TOLERANCE):
+        return f"arms tuned at equal budget: {listing} model-epochs"
+    return (f"arms tuned at UNEQUAL budget: {listing} model-epochs ({high / max(low, 1):.2f}x); the pruner stopped "
+            "more trials of one arm than of another")
 
 
 def now() -> datetime:

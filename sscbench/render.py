@@ -104,12 +104,19 @@ def tune_table(result: TuneResult, top: int = 5) -> Table:
     table = Table(title=f"Tuning '{result.regularizer}': best trials (validation accuracy)")
     for col in ("study", "trial", "value", "hyperparameters"):
         table.add_column(col)
-    rows = [(s.study_name, t) for s in result.studies for t in s.trials if t.value is not None]
+    rows = [(s.study_name, t) for s in result.studies for t in s.trials if t.state == "COMPLETE"]
     rows.sort(key=lambda r: -r[1].value)
     for study, trial in rows[:top]:
         table.add_row(study, str(trial.number), pct(trial.value), fmt_params(trial.params))
     complete = sum(t.state == "COMPLETE" for s in result.studies for t in s.trials)
-    table.caption = f"{complete} completed trials in {len(result.studies)} study(ies)"
+    pruned = sum(t.state == "PRUNED" for s in result.studies for t in s.trials)
+    caption = f"{complete} completed trials in {len(result.studies)} study(ies)"
+    if pruned:
+        caption = f"{complete} completed and {pruned} pruned trials in {len(result.studies)} study(ies)"
+    if result.budget is not None:
+        caption += (f"; budget {result.budget.model_epochs:,} model-epochs, "
+                    f"{result.budget.train_seconds:.1f} s training")
+    table.caption = caption
     return table
 
 
@@ -206,7 +213,7 @@ def replicated_comparison_table(result: CompareResult) -> Table:
     gamma = result.spec.compare.gamma
     table.caption = (f"Verdict: better / worse only when the paired t-test over replicates rejects at 0.05, the "
                      f"P(A > B) interval excludes 0.5 and P(A > B) >= {gamma:g} (<= {1 - gamma:g}). "
-                     f"Covers {result.covers}.")
+                     f"Covers {result.covers}." + (f" Tuning: {result.budget_note}." if result.budget_note else ""))
     return table
 
 

@@ -64,10 +64,28 @@ class Provenance(Record):
 
 class TrialRecord(Record):
     number: int = Field(description="Optuna trial number within its study.")
-    state: str = Field(description="COMPLETE, FAIL, ...")
+    state: str = Field(description="COMPLETE, PRUNED, FAIL, ...")
     params: dict[str, float] = Field(description="Sampled and fixed hyperparameters.")
-    value: float | None = Field(description="Best validation accuracy over the trial's epochs.")
+    value: float | None = Field(description="Best validation accuracy over the epochs the trial trained "
+                                            "(a PRUNED trial's up to where it stopped).")
     duration_s: float | None = Field(description="Wall time of the round (stack) that trained it.")
+    epochs: int | None = Field(None, description="Epochs it trained (fewer than tune.epochs when pruned).")
+
+
+class Budget(Record):
+    """What tuning cost: compute counted as model-epochs, and the wall time of its rounds."""
+
+    model_epochs: int = Field(description="Epochs trained, summed over trials (one model for one epoch = 1).")
+    train_seconds: float = Field(description="Wall time of the rounds (stacks) that trained the trials, summed.")
+    complete: int = Field(description="COMPLETE trials.")
+    pruned: int = Field(0, description="PRUNED trials (stopped early by the pruner).")
+
+
+def total_budget(budgets: list[Budget]) -> Budget:
+    """Budgets added up."""
+    return Budget(model_epochs=sum(b.model_epochs for b in budgets),
+                  train_seconds=sum(b.train_seconds for b in budgets),
+                  complete=sum(b.complete for b in budgets), pruned=sum(b.pruned for b in budgets))
 
 
 class StudyRecord(Record):
@@ -76,6 +94,7 @@ class StudyRecord(Record):
     sampler_seed: int
     trials: list[TrialRecord]
     best: TrialRecord | None
+    budget: Budget | None = Field(None, description="Model-epochs and training wall time of the study's trials.")
 
 
 class TuneResult(Record):
@@ -88,6 +107,7 @@ class TuneResult(Record):
     studies: list[StudyRecord]
     best: TrialRecord = Field(description="The best completed trial over all studies.")
     best_study: str
+    budget: Budget | None = Field(None, description="The studies' budgets added up.")
     provenance: Provenance
 
 
@@ -178,6 +198,7 @@ class TunedPick(Record):
     params: dict[str, float]
     wall_seconds: float = Field(
         description="Seconds spent tuning in this run (near 0 where the storage already held the finished study).")
+    budget: Budget | None = Field(None, description="The study's model-epochs and training wall time.")
 
 
 class ReplicateArm(Record):
@@ -223,6 +244,14 @@ class ArmAcrossReplicates(Record):
     max: float | None
 
 
+class ArmBudget(Record):
+    """One plugin's tuning budget across a comparison's replicates."""
+
+    regularizer: str
+    pruner: str
+    budget: Budget
+
+
 class CompareResult(Record):
     schema_version: int = SCHEMA_VERSION
     kind: Literal["compare"] = "compare"
@@ -235,6 +264,9 @@ class CompareResult(Record):
     reference: str | None
     comparisons: list[ReplicatedComparison]
     reused_replicates: list[int] = Field(description="Replicates read from checkpoints instead of computed.")
+    tuning_budgets: list[ArmBudget] = Field(default_factory=list, description="Each tuned plugin's budget, summed "
+                                                                               "over the replicates it was tuned in.")
+    budget_note: str = Field("", description="Whether the arms were tuned at equal budget, and by how much not.")
     provenance: Provenance
 
 

@@ -99,6 +99,10 @@ class TuneSpec(Spec):
     round_size: PosInt = Field(
         10, description="Trials asked at once (TPE constant liar) and trained as one stack."
     )
+    pruner: Literal["none", "median", "hyperband"] = Field(
+        "none", description="Stop unpromising trials early: 'none' (every trial trains every epoch, the protocol), "
+                            "'median' (Optuna's MedianPruner) or 'hyperband' (HyperbandPruner, min 1 epoch, "
+                            "reduction factor 3). Trials report their best validation accuracy after each epoch.")
     lr: SearchRange = Field(SearchRange(low=1e-4, high=1e-2), description="AdamW learning rate range.")
     weight_decay: SearchRange = Field(
         SearchRange(low=1e-6, high=1e-1), description="AdamW weight decay range."

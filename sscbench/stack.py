@@ -109,6 +109,16 @@ def concat(stacks: Sequence[Stacked]) -> Stacked:
     return StackedModule(flat, first.template, first.input_rank, buffers)
 
 
+def subset(stack: Stacked, rows: Sequence[int]) -> Stacked:
+    """A new stack holding copies of the given members' parameters (and buffers), in that order."""
+    index = torch.tensor(list(rows), dtype=torch.int64, device=stack.flat.device)
+    flat = stack.flat.detach().index_select(0, index)
+    if isinstance(stack, StackedMLP):
+        return StackedMLP(flat, stack.widths)
+    return StackedModule(flat, stack.template, stack.input_rank,
+                         {k: v.index_select(0, index) for k, v in stack.buffers.items()})
+
+
 def mlp_widths(module: nn.Module) -> list[int] | None:
     """The widths of a plain MLP (``Sequential`` of ``Linear`` with ``ReLU`` between, biases on), else None."""
     if type(module) is not nn.Sequential:

@@ -97,15 +97,15 @@ class Storage:
         return mask(self.url)
 
     def create_study(self, name: str, sampler: optuna.samplers.BaseSampler | None = None,
-                     direction: str = "maximize") -> optuna.Study:
+                     pruner: optuna.pruners.BasePruner | None = None, direction: str = "maximize") -> optuna.Study:
         """Create or load a study; workers racing to create the same study all end with it."""
         for attempt in range(5):
             try:
-                return optuna.create_study(study_name=name, storage=self.rdb, sampler=sampler,
+                return optuna.create_study(study_name=name, storage=self.rdb, sampler=sampler, pruner=pruner,
                                            direction=direction, load_if_exists=True)
             except (optuna.exceptions.DuplicatedStudyError, IntegrityError):
                 time.sleep(0.05 * (attempt + 1))  # another worker created it between our check and insert
-        return optuna.load_study(study_name=name, storage=self.rdb, sampler=sampler)
+        return optuna.load_study(study_name=name, storage=self.rdb, sampler=sampler, pruner=pruner)
 
     @contextmanager
     def lease(self, study: str) -> Iterator[None]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -32,7 +32,7 @@ from sscbench.data import Split
 from sscbench.regularizer import BatchContext, Regularizer
 from sscbench.seeding import STREAM_BATCHES, stream_seed
 from sscbench.spec import TrainSpec
-from sscbench.stack import Architecture, Stacked, as_architecture, concat, mlp
+from sscbench.stack import Architecture, Stacked, as_architecture, concat, mlp, subset
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class History:
     diverged_at: list[int | None]  # epoch (0-based) in which a member diverged
     steps: int
     model: Stacked
+    pruned_at: list[int | None] = field(default_factory=list)  # epoch after which a member was stopped
+    member_epochs: list[int] = field(default_factory=list)  # epochs each member trained (its compute)
 
 
 class DeviceError(RuntimeError):
@@ -87,6 +89,14 @@ class _AdamW:
         self.exp_avg = torch.zeros_like(flat)
         self.exp_avg_sq = torch.zeros_like(flat)
         self.step_count = 0
+
+    def subset(self, flat: torch.Tensor, rows: torch.Tensor) -> _AdamW:
+        """The optimizer of a compacted stack: the kept members' rows of every per-member state."""
+        kept = object.__new__(_AdamW)
+        kept.flat, kept.lr, kept.decay = flat, self.lr[rows], self.decay[rows]
+        kept.beta1, kept.beta2, kept.eps, kept.step_count = self.beta1, self.beta2, self.eps, self.step_count
+        kept.exp_avg, kept.exp_avg_sq = self.exp_avg[rows], self.exp_avg_sq[rows]
+        return kept
 
     @torch.no_grad()
     def step(self, grad: torch.Tensor, active: torch.Tensor | None) -> None:
@@ -182,6 +192,8 @@ def _concat(parts: list[History]) -> History:
         diverged_at=[d for h in parts for d in h.diverged_at],
         steps=sum(h.steps for h in parts),
         model=concat([h.model for h in parts]),
+        pruned_at=[p for h in parts for p in h.pruned_at],
+        member_epochs=[e for h in parts for e in h.member_epochs],
     )
 
 
@@ -199,6 +211,12 @@ def stack_progress(size: int, report: Callable[[int, float], None]) -> Callable[
     return hook
 
 
+#: ``prune(epoch, members, values)``: after an epoch, the indices (into the members given to
+#: ``train_stack``) of the members to stop, given the still-training ``members`` and their
+#: accuracy ``values`` on the ``prune_on`` evaluation set that epoch.
+Prune = Callable[[int, list[int], np.ndarray], Collection[int]]
+
+
 class _Cancelled(Exception):
     """A sub-stack stopped because another one failed or the user interrupted."""
 
@@ -213,8 +231,16 @@ def train_stack(
     eval_sets: Mapping[str, Split] | None = None,
     on_epoch: Callable[[int, Stacked, int], None] | None = None,
     capacity: int | None = None,
+    prune: Prune | None = None,
+    prune_on: str = "validation",
 ) -> History:
     """Train every member of ``model`` (an architecture, or MLP widths) for ``epochs`` epochs.
+
+    With ``prune``, members it names after an epoch stop there (``pruned_at``) like
+    diverged ones, and the stack is compacted at once: stopped members leave it
+    (parameters, optimizer state, hyperparameters, seeds), so they cost no more
+    compute; the survivors go on as before (to float tolerance: the batched
+    kernels see fewer members). Without it nothing is ever compacted.
 
     Members beyond what memory allows (``stack_capacity``, or ``capacity``) are
     trained as consecutive stacks, and each of those is cut into
@@ -229,7 +255,7 @@ def train_stack(
     device = resolve_device(spec.device)
     arch = as_architecture(model)
     limit = capacity or stack_capacity(arch, spec.batch_size, device)
-    args = (train, arch, regularizer, epochs, spec, eval_sets, on_epoch)
+    args = (train, arch, regularizer, epochs, spec, eval_sets, on_epoch, prune, prune_on)
     return _concat([_train_concurrently(members[first:first + limit], first, *args)
                     for first in range(0, len(members), limit)])
 
@@ -237,22 +263,29 @@ def train_stack(
 def _train_concurrently(members: Sequence[Member], first: int, train: Split,
                         arch: Architecture, regularizer: Regularizer, epochs: int, spec: TrainSpec,
                         eval_sets: Mapping[str, Split] | None,
-                        on_epoch: Callable[[int, Stacked, int], None] | None) -> History:
+                        on_epoch: Callable[[int, Stacked, int], None] | None,
+                        prune: Prune | None = None, prune_on: str = "validation") -> History:
     workers = worker_count(spec, len(members))
     if workers == 1:
-        return _train_one_stack(train, arch, members, regularizer, epochs, spec, eval_sets, on_epoch, first)
+        return _train_one_stack(train, arch, members, regularizer, epochs, spec, eval_sets, on_epoch, first,
+                                None, prune, prune_on)
     lock, stop = threading.Lock(), threading.Event()
 
     def hook(epoch: int, model: Stacked, start: int) -> None:
         with lock:
             on_epoch(epoch, model, start)  # type: ignore[misc]
 
+    def locked_prune(epoch: int, indices: list[int], values: np.ndarray) -> Collection[int]:
+        with lock:
+            return prune(epoch, indices, values)  # type: ignore[misc]
+
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads // workers))  # process-wide; restored below
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sscbench-stack") as pool:
             futures = [pool.submit(_train_one_stack, train, arch, members[part.start:part.stop], regularizer,
-                                   epochs, spec, eval_sets, hook if on_epoch else None, first + part.start, stop)
+                                   epochs, spec, eval_sets, hook if on_epoch else None, first + part.start, stop,
+                                   locked_prune if prune else None, prune_on)
                        for part in split_evenly(len(members), workers)]
             try:
                 wait(futures, return_when=FIRST_EXCEPTION)
@@ -278,6 +311,8 @@ def _train_one_stack(
     on_epoch: Callable[[int, Stacked, int], None] | None = None,
     first: int = 0,
     stop: threading.Event | None = None,
+    prune: Prune | None = None,
+    prune_on: str = "validation",
 ) -> History:
     device = resolve_device(spec.device)
     train = train.to(device)
@@ -286,7 +321,7 @@ def _train_one_stack(
     seed_tensor = torch.tensor(seeds, dtype=torch.int64)  # for BatchContext.randn, built once
     S, n, bs = len(members), len(train), spec.batch_size
 
-    model = arch.stack(seeds, device).requires_grad_(True)
+    full = model = arch.stack(seeds, device).requires_grad_(True)
     params = model.parameters()
     as_tensor = lambda vals: torch.tensor(vals, dtype=torch.float32, device=device)  # noqa: E731
     opt = _AdamW(model.flat, as_tensor([m.lr for m in members]), as_tensor([m.weight_decay for m in members]),
@@ -294,18 +329,26 @@ def _train_one_stack(
     hp = member_hyperparameters(members, regularizer, device)
     term_off = regularizer.is_inactive(hp)
 
+    live = list(range(S))  # which members the current stack's rows are (all, until it is compacted)
     active = torch.ones(S, dtype=torch.bool, device=device)
     all_active = True
     diverged_at: list[int | None] = [None] * S
+    pruned_at: list[int | None] = [None] * S
+    member_epochs = [0] * S
     loss_hist = np.full((S, epochs), np.nan)
     term_hist = np.full((S, epochs), np.nan)
     acc_hist = {k: np.full((S, epochs), np.nan) for k in eval_sets}
     steps = 0
 
     for epoch in range(epochs):
+        if not live:
+            break  # every member stopped: nothing left to train
+        size = len(live)
+        for k in torch.nonzero(active).flatten().tolist():
+            member_epochs[live[k]] += 1
         order = epoch_order(seeds, epoch, n, device)
-        loss_sum = torch.zeros(S, device=device)
-        term_sum = torch.zeros(S, device=device)
+        loss_sum = torch.zeros(size, device=device)
+        term_sum = torch.zeros(size, device=device)
         for lo in range(0, n, bs):
             if stop is not None and stop.is_set():
                 raise _Cancelled
@@ -323,8 +366,8 @@ def _train_one_stack(
             finite = torch.isfinite(loss)
             newly = active & ~finite
             if bool(newly.any()):
-                for s in torch.nonzero(newly).flatten().tolist():
-                    diverged_at[s] = epoch
+                for k in torch.nonzero(newly).flatten().tolist():
+                    diverged_at[live[k]] = epoch
                 active = active & finite
                 all_active = False
             total = torch.where(active, loss, torch.zeros_like(loss)).sum()
@@ -334,12 +377,38 @@ def _train_one_stack(
             term_sum += term.detach() * y.shape[1]
             steps += 1
         alive = active.cpu().numpy()
-        loss_hist[alive, epoch] = (loss_sum / n).cpu().numpy()[alive]
-        term_hist[alive, epoch] = (term_sum / n).cpu().numpy()[alive]
+        rows = np.array(live)[alive]
+        loss_hist[rows, epoch] = (loss_sum / n).cpu().numpy()[alive]
+        term_hist[rows, epoch] = (term_sum / n).cpu().numpy()[alive]
         for name, split in eval_sets.items():
-            acc_hist[name][alive, epoch] = accuracy(model, split).cpu().numpy()[alive]
+            acc_hist[name][rows, epoch] = accuracy(model, split).cpu().numpy()[alive]
         if on_epoch is not None:
             on_epoch(epoch, model, first)
+        if prune is None or epoch == epochs - 1:
+            continue
+        stopped = set(prune(epoch, [first + r for r in rows.tolist()], acc_hist[prune_on][rows, epoch]))
+        for k, r in enumerate(live):
+            if bool(active[k]) and first + r in stopped:
+                pruned_at[r] = epoch
+                active[k] = False
+        kept = torch.nonzero(active).flatten()
+        if len(kept) < size:  # compact: stopped and diverged members leave the stack
+            with torch.no_grad():
+                gone = torch.nonzero(~active).flatten()
+                full.flat[torch.tensor(live, device=device)[gone]] = model.flat[gone]
+            model = subset(model, kept.tolist()).requires_grad_(True)
+            params = model.parameters()
+            opt = opt.subset(model.flat, kept)
+            hp = {k: v[kept] for k, v in hp.items()}
+            live = [live[k] for k in kept.tolist()]
+            seeds = [seeds[k] for k in kept.tolist()]
+            seed_tensor = seed_tensor[kept.cpu()]
+            active = torch.ones(len(live), dtype=torch.bool, device=device)
+            all_active = True
 
+    if model is not full:
+        with torch.no_grad():
+            full.flat[torch.tensor(live, dtype=torch.int64, device=device)] = model.flat
+    model = full
     model.requires_grad_(False)
-    return History(loss_hist, term_hist, acc_hist, diverged_at, steps, model)
+    return History(loss_hist, term_hist, acc_hist, diverged_at, steps, model, pruned_at, member_epochs)

@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ from optuna.trial import TrialState
 from sscbench import task
 from sscbench.data import Dataset
 from sscbench.regularizer import Regularizer
-from sscbench.results import StudyRecord, TrialRecord
+from sscbench.results import Budget, StudyRecord, TrialRecord
 from sscbench.spec import RunSpec, SearchRange
 from sscbench.storage import JOB_ATTR, POLL_SECONDS, Storage, requeue, uninterrupted
 from sscbench.trainer import Member, stack_progress, train_stack
@@ -60,6 +61,15 @@ def fixed_params(plugin: Regularizer) -> dict[str, float]:
     return {k: v for k, v in plugin.defaults().items() if k not in plugin.search_space}
 
 
+def make_pruner(spec: RunSpec) -> optuna.pruners.BasePruner:
+    """The study's pruner (``tune.pruner``); trials report their best validation accuracy so far per epoch."""
+    if spec.tune.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if spec.tune.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=spec.tune.epochs, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
 def default_study_name(spec: RunSpec, plugin: Regularizer, sampler_seed: int) -> str:
     """Plugin, sampler seed and a hash of everything that changes what a trial means.
 
@@ -69,7 +79,8 @@ def default_study_name(spec: RunSpec, plugin: Regularizer, sampler_seed: int) ->
         spec.data.model_dump_json(), task.key(spec),
         spec.train.model_dump_json(exclude={"device", "threads", "workers"}
                                    | ({"cpu_kernels"} if spec.train.cpu_kernels == "native" else set())),
-        spec.tune.model_dump_json(include={"epochs", "model_seed", "lr", "weight_decay"}),
+        spec.tune.model_dump_json(include={"epochs", "model_seed", "lr", "weight_decay"}
+                                  | ({"pruner"} if spec.tune.pruner != "none" else set())),
         repr(sorted((k, v.model_dump_json()) for k, v in plugin.search_space.items())),
         repr(sorted(fixed_params(plugin).items())),
     ])
@@ -80,12 +91,33 @@ def _suggest(trial: optuna.Trial, space: dict[str, SearchRange]) -> dict[str, fl
     return {k: trial.suggest_float(k, r.low, r.high, log=r.log) for k, r in space.items()}
 
 
+EPOCHS_ATTR = "sscbench_epochs"  # trial user attribute: epochs it trained (its share of the compute)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what counts towards tune.trials
+
+
 def _record(t: optuna.trial.FrozenTrial) -> TrialRecord:
     duration = t.duration.total_seconds() if t.duration is not None else None
-    value = t.value if t.state == TrialState.COMPLETE else None
+    value = t.value if t.state in FINISHED else None
     params = {k: float(v) for k, v in t.params.items()} | {
         k: float(v) for k, v in t.user_attrs.get("fixed_params", {}).items()}
-    return TrialRecord(number=t.number, state=t.state.name, params=params, value=value, duration_s=duration)
+    return TrialRecord(number=t.number, state=t.state.name, params=params, value=value, duration_s=duration,
+                       epochs=t.user_attrs.get(EPOCHS_ATTR))
+
+
+def budget(trials: list[optuna.trial.FrozenTrial]) -> Budget:
+    """What a study's trials cost: model-epochs trained and the wall time of its rounds.
+
+    A round's trials train as one stack, so its wall time is counted once (its longest trial's).
+    """
+    rounds: dict[object, float] = {}
+    for t in trials:
+        if t.duration is not None:
+            key = t.user_attrs.get(ROUND_ATTR, f"trial {t.number}")
+            rounds[key] = max(rounds.get(key, 0.0), t.duration.total_seconds())
+    return Budget(model_epochs=sum(int(t.user_attrs.get(EPOCHS_ATTR, 0)) for t in trials),
+                  train_seconds=sum(rounds.values()),
+                  complete=sum(t.state == TrialState.COMPLETE for t in trials),
+                  pruned=sum(t.state == TrialState.PRUNED for t in trials))
 
 
 def study_record(study: optuna.Study, storage: str, sampler_seed: int) -> StudyRecord:
@@ -93,7 +125,8 @@ def study_record(study: optuna.Study, storage: str, sampler_seed: int) -> StudyR
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value) if complete else None  # first of equal values
     return StudyRecord(study_name=study.study_name, storage=storage, sampler_seed=sampler_seed,
-                       trials=[_record(t) for t in trials], best=_record(best) if best else None)
+                       trials=[_record(t) for t in trials], best=_record(best) if best else None,
+                       budget=budget(trials))
 
 
 ROUND_ATTR = "sscbench_round"  # trial user attribute: the round (stack) that trains it
@@ -164,6 +197,25 @@ def _ask_round(study: optuna.Study, sampler: optuna.samplers.TPESampler, count: 
     return [t.number for t in trials], members
 
 
+def _pruning(study: optuna.Study, numbers: list[int], ids: list[int], to_tell: set[int]):
+    """The trainer's ``prune`` hook for one round: every member reports its best validation accuracy so far,
+    then the study's pruner decides for each (so a decision never depends on the order of the reports)."""
+    trials = [optuna.trial.Trial(study, trial_id) for trial_id in ids]
+    best = [-math.inf] * len(ids)
+
+    def prune(epoch: int, indices: list[int], values: np.ndarray) -> list[int]:
+        asked = [i for i in indices if numbers[i] in to_tell]
+        with warnings.catch_warnings():  # a round trained again reports the steps it reported before
+            warnings.simplefilter("ignore")
+            for i, value in zip(indices, values, strict=True):
+                if numbers[i] in to_tell and math.isfinite(float(value)):
+                    best[i] = max(best[i], float(value))
+                    trials[i].report(best[i], epoch)
+        return [i for i in asked if trials[i].should_prune()]
+
+    return prune
+
+
 def _give_back(storage: Storage, study: optuna.Study, numbers: set[int]) -> None:
     """On a shared storage, an interrupted worker's untold trials are failed and queued again at once."""
     if not storage.shared:
@@ -192,7 +244,7 @@ def run_study(
     None instead of waiting, so the caller can do other work meanwhile.
     """
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
-    study = storage.create_study(study_name, sampler)
+    study = storage.create_study(study_name, sampler, make_pruner(spec))
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise TuningError(f"study '{study_name}' in {storage.masked} is not a maximisation study")
     space, fixed = search_space(spec, plugin), fixed_params(plugin)
@@ -200,6 +252,9 @@ def run_study(
 
     def completed() -> list[optuna.trial.FrozenTrial]:
         return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+    def finished() -> int:
+        return len(study.get_trials(deepcopy=False, states=FINISHED))
 
     failures_left = target  # a study whose every trial diverges must still end
     with storage.lease(study_name):
@@ -221,7 +276,8 @@ def run_study(
                     else:
                         storage.fail_stale(study)
                         states = [t.state for t in study.get_trials(deepcopy=False)]
-                        done, running = states.count(TrialState.COMPLETE), states.count(TrialState.RUNNING)
+                        done = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
+                        running = states.count(TrialState.RUNNING)
                         if done >= target:
                             break
                         count = min(spec.tune.round_size, target - done - running)
@@ -235,22 +291,27 @@ def run_study(
                         return None
                     time.sleep(POLL_SECONDS)
                     continue
-                with storage.heartbeat(study.get_trials(deepcopy=False)[n]._trial_id for n in numbers):
+                ids = [study.get_trials(deepcopy=False)[n]._trial_id for n in numbers]
+                with storage.heartbeat(ids):
                     hook = stack_progress(len(members), on_epoch) if on_epoch else None
+                    prune = _pruning(study, numbers, ids, to_tell) if spec.tune.pruner != "none" else None
                     history = train_stack(dataset.train, arch, members, plugin, spec.tune.epochs, spec.train,
-                                          {"validation": dataset.validation}, hook)
-                for number, curve in zip(numbers, history.accuracy["validation"], strict=True):
+                                          {"validation": dataset.validation}, hook, prune=prune)
+                for k, (number, curve) in enumerate(zip(numbers, history.accuracy["validation"], strict=True)):
                     if number not in to_tell:
                         continue
+                    study._storage.set_trial_user_attr(ids[k], EPOCHS_ATTR, history.member_epochs[k])
                     value = float(np.nanmax(curve)) if not np.isnan(curve).all() else math.nan
-                    if math.isfinite(value):
+                    if history.pruned_at[k] is not None:  # its value: the last it reported (its best so far)
+                        study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
+                    elif math.isfinite(value):
                         study.tell(number, value, skip_if_finished=True)
                     else:
                         study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
                         failures_left -= 1
                     if on_trial is not None:
                         best = completed()
-                        on_trial(TrialDone(len(best), target, max((t.value for t in best), default=None)))
+                        on_trial(TrialDone(finished(), target, max((t.value for t in best), default=None)))
                 to_tell = set()
                 if failures_left <= 0:
                     raise TuningError(f"study '{study_name}': {target} trials failed (diverged); giving up")

@@ -102,7 +102,7 @@ def tune(
     result = TuneResult(
         regularizer=regularizer, spec=spec, search_space=tuning.search_space(spec, plugin),
         fixed_params=tuning.fixed_params(plugin), studies=studies, best=best_study.best,
-        best_study=best_study.study_name,
+        best_study=best_study.study_name, budget=results.total_budget([s.budget for s in studies if s.budget]),
         provenance=results.provenance(spec.train.device, started, command),
     )
     path = arms_mod.tune_path(out, regularizer)
