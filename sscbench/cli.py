@@ -357,6 +357,8 @@ def _compare(spec: RunSpec, out: Path, storage: str | None) -> CompareResult:
 
 def _print_compare(result: CompareResult) -> None:
     console.print(render.replicates_table(result))
+    if result.tuning_budgets:
+        console.print(render.budget_table(result))
     if result.comparisons:
         console.print(render.replicated_comparison_table(result))
 

@@ -217,6 +217,18 @@ def replicated_comparison_table(result: CompareResult) -> Table:
     return table
 
 
+def budget_table(result: CompareResult) -> Table:
+    """Each tuned plugin's tuning budget over the replicates: model-epochs, training time, trials."""
+    table = Table(title="Tuning budget over the replicates")
+    for col in ("plugin", "pruner", "model-epochs", "training s", "complete / pruned trials"):
+        table.add_column(col)
+    for b in result.tuning_budgets:
+        table.add_row(b.regularizer, b.pruner, f"{b.budget.model_epochs:,}", f"{b.budget.train_seconds:.0f}",
+                      f"{b.budget.complete} / {b.budget.pruned}")
+    table.caption = result.budget_note
+    return table
+
+
 def _symmetric(by_shift: dict[int, float | None], k: int) -> float | None:
     """Mean of the accuracies at shifts +k and -k."""
     a, b = by_shift.get(k), by_shift.get(-k)
