@@ -114,7 +114,7 @@ def database_cost(url: str, cfg: dict) -> dict:
     def stub(train, widths, members, *args, **kwargs):
         return History(np.zeros((len(members), 1)), np.zeros((len(members), 1)),
                               {"validation": np.linspace(0.5, 0.6, len(members))[:, None]}, [None] * len(members),
-                              0, None)
+                              0, None, [None] * len(members), [1] * len(members))
 
     real, tuning.train_stack = tuning.train_stack, stub
     try:
