@@ -133,12 +133,12 @@ def test_the_default_has_no_pruner_and_trains_every_epoch(tmp_path):
 
 
 def test_compare_reports_each_arms_tuning_budget(tmp_path):
-    ok("compare", "--pruner", "hyperband", "--replicates", 2, "--trials", 8, "--tune-epochs", 4, "--seeds", 2,
+    ok("compare", "--pruner", "hyperband", "--replicates", 2, "--trials", 6, "--tune-epochs", 3, "--seeds", 2,
        "--epochs", 1, "--out", tmp_path)
     result = results.load(tmp_path / "compare.json", CompareResult)
     assert [b.regularizer for b in result.tuning_budgets] == ["baseline", "ssc"]
     for b in result.tuning_budgets:
-        assert b.pruner == "hyperband" and b.budget.complete + b.budget.pruned == 2 * 8
+        assert b.pruner == "hyperband" and b.budget.complete + b.budget.pruned == 2 * 6
         assert b.budget.model_epochs == sum(p.budget.model_epochs for rec in result.replicates for p in rec.tuning
                                             if p.regularizer == b.regularizer)
     assert "tuned at" in result.budget_note and "model-epochs" in result.budget_note

@@ -213,11 +213,15 @@ def test_a_second_process_on_a_sqlite_study_is_refused(tmp_path):
     ("postgresql+psycopg2://user:hunter2@127.0.0.1:1/db", "unknown scheme or driver 'postgresql+psycopg2'"),
 ])
 def test_bad_storage_urls_are_refused_in_one_line_with_the_password_masked(tmp_path, url, needle):
-    res = subprocess.run([*CLI, "tune", "baseline", "--trials", "1", "--epochs", "1", "--storage", url,
-                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2 and needle in res.stderr, res.stderr
-    assert "hunter2" not in res.stderr + res.stdout and "Traceback" not in res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1
+    from typer.testing import CliRunner
+
+    from sscbench.cli import app
+
+    res = CliRunner().invoke(app, ["tune", "baseline", "--trials", "1", "--epochs", "1", "--storage", url,
+                                   "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2 and needle in res.stderr, res.output
+    assert "hunter2" not in res.output and "Traceback" not in res.output
+    assert len(res.stderr.strip().splitlines()) == 1 and not res.stdout.strip()
     assert not (tmp_path / "out").exists()
 
 
