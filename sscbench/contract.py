@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from sscbench import registry
+from sscbench import registry, task
 from sscbench.regularizer import OPTIMIZER_PARAMS, BatchContext, Regularizer
-from sscbench.spec import DataSpec
+from sscbench.spec import DataSpec, RunSpec, WorkloadSpec
 from sscbench.stack import Architecture, Stacked, mlp
 from sscbench.workload import Shape
 
@@ -46,9 +46,6 @@ class Probe:
 
     @classmethod
     def of_workload(cls, name: str) -> Probe:
-        from sscbench import task
-        from sscbench.spec import RunSpec, WorkloadSpec
-
         resolved = task.resolve(RunSpec(workload=WorkloadSpec(name=name), data=DataSpec()))
         return cls(resolved.architecture(), resolved.shape.classes)
 

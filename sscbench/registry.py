@@ -147,8 +147,6 @@ def load(name: str) -> Regularizer:
     return REGULARIZERS.load(name)
 
 
-load.cache_clear = REGULARIZERS.cache_clear  # type: ignore[attr-defined]
-
 
 def load_workload(name: str) -> Workload:
     """The workload registered as ``name``, imported and instantiated."""

@@ -21,7 +21,8 @@ import copy
 import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -157,7 +158,6 @@ class Architecture:
 
     make: Callable[[], nn.Module]
     input_shape: tuple[int, ...]
-    _template: list[nn.Module] = field(default_factory=list, compare=False, repr=False)
 
     def module(self, seed: int) -> nn.Module:
         """Member ``seed``: exactly the module built after ``torch.manual_seed(seed)`` (global RNG restored).
@@ -168,11 +168,10 @@ class Architecture:
             torch.manual_seed(int(seed))
             return self.make()
 
-    @property
+    @cached_property
     def template(self) -> nn.Module:
-        if not self._template:
-            self._template.append(self.module(0))
-        return self._template[0]
+        """Member 0, built once: the structure every member shares."""
+        return self.module(0)
 
     @property
     def widths(self) -> list[int] | None:

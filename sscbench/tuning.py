@@ -300,7 +300,7 @@ def run_study(
                 for k, (number, curve) in enumerate(zip(numbers, history.accuracy["validation"], strict=True)):
                     if number not in to_tell:
                         continue
-                    study._storage.set_trial_user_attr(ids[k], EPOCHS_ATTR, history.member_epochs[k])
+                    optuna.trial.Trial(study, ids[k]).set_user_attr(EPOCHS_ATTR, history.member_epochs[k])
                     value = float(np.nanmax(curve)) if not np.isnan(curve).all() else math.nan
                     if history.pruned_at[k] is not None:  # its value: the last it reported (its best so far)
                         study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)

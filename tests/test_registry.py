@@ -27,9 +27,9 @@ class FakeEntryPoint:
 def fake_group(monkeypatch):
     points: list[FakeEntryPoint] = []
     monkeypatch.setattr(registry.REGULARIZERS, "entry_points", lambda: points)
-    registry.load.cache_clear()
+    registry.REGULARIZERS.cache_clear()
     yield points
-    registry.load.cache_clear()
+    registry.REGULARIZERS.cache_clear()
 
 
 def test_unknown_name_lists_plugins_and_suggests_the_closest():

@@ -59,6 +59,7 @@ ev, _, _ = workflow.evaluate(spec, out)
 print(json.dumps({"tune": [{"params": t.params, "value": t.value} for t in tuned.studies[0].trials],
                   "evaluate": {a.name: {"test_accuracy": a.test_accuracy, "train_loss": a.curves.train_loss,
                                         "reg_term": a.curves.reg_term} for a in ev.arms}}))
+print(ev.provenance.cpu.model_dump_json())
 """
 
 
@@ -71,9 +72,8 @@ def _run_golden_case(kernels: str | None) -> tuple[dict, dict]:
     if kernels is not None:
         env["ATEN_CPU_CAPABILITY"] = kernels
     done = subprocess.run([sys.executable, "-c", GOLDEN_RUN], capture_output=True, text=True, env=env, check=True)
-    probe = subprocess.run([sys.executable, "-c", "import json; from sscbench.host import cpu_info; "
-                            "print(cpu_info().model_dump_json())"], capture_output=True, text=True, env=env, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1]), json.loads(probe.stdout)
+    numbers, cpu = done.stdout.strip().splitlines()[-2:]
+    return json.loads(numbers), json.loads(cpu)
 
 
 @pytest.mark.parametrize("kernels", [None, "avx2"])
