@@ -36,9 +36,10 @@ from sscbench.trainer import DeviceError
 from sscbench.tuning import TrialDone, TuningError
 
 app = typer.Typer(
-    help="sscbench: tune and evaluate regularizer plugins on mnist1d, with versioned results.\n\n"
+    help="sscbench: tune and evaluate regularizer plugins on workloads (mnist1d by default), with versioned "
+         "results.\n\n"
     "Examples:\n\n"
-    "  sscbench plugins\n\n"
+    "  sscbench plugins      sscbench workloads\n\n"
     "  sscbench tune ssc --trials 30\n\n"
     "  sscbench evaluate --seeds 5\n\n"
     "  sscbench reproduce        (the whole seed protocol)\n\n"
