@@ -19,13 +19,11 @@ from torch.func import functional_call, jacrev, vmap
 
 
 def make_mlp(widths: list[int], seed: int) -> nn.Sequential:
+    """The protocol's MLP (``nn.Sequential`` of ``Linear`` and ``ReLU``) drawn after ``torch.manual_seed(seed)``."""
+    from sscbench.stack import mlp_module
+
     torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(widths) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    return mlp_module(widths)
 
 
 def ssc_term(g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -17,3 +17,16 @@ def dataset():
     from sscbench.spec import DataSpec
 
     return data.load(DataSpec())
+
+
+def install_example(tmp_path_factory, example: Path, distribution: str) -> Path:
+    """An example distribution under plugins/examples pip-installed into a private folder (not the venv)."""
+    import subprocess
+    import sys
+
+    target = tmp_path_factory.mktemp("site")
+    build = tmp_path_factory.mktemp("build")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(example)], check=True, capture_output=True, cwd=build)
+    assert list(target.glob(f"{distribution}-0.1.0.dist-info"))
+    return target

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import install_example
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "plugins" / "examples" / "stripes"
@@ -18,12 +19,7 @@ SSCBENCH = Path(sys.executable).parent / "sscbench"
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The example distribution pip-installed into a private folder (not the project's venv)."""
-    target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(EXAMPLE)], check=True, capture_output=True, cwd=build)
-    assert list(target.glob("sscbench_stripes-0.1.0.dist-info"))
-    return target
+    return install_example(tmp_path_factory, EXAMPLE, "sscbench_stripes")
 
 
 def run(site: Path, *args: object, cwd: Path) -> subprocess.CompletedProcess:
