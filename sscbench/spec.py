@@ -234,11 +234,12 @@ class SpecError(ValueError):
     """A spec file or override that cannot be used; the message names the field and file."""
 
 
-def _format_validation(err: ValidationError, source: str) -> str:
+def format_validation(err: ValidationError, source: str, prefix: tuple[str, ...] = ()) -> str:
+    """One line naming the source, then one line per error naming its field (``prefix`` + its location)."""
     lines = [f"invalid run spec ({source}):"]
     for e in err.errors():
         # a key with control characters or line breaks is shown quoted, so each field stays on its line
-        loc = ".".join(str(p) if str(p).isprintable() else repr(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(str(p) if str(p).isprintable() else repr(p) for p in (*prefix, *e["loc"])) or "(top level)"
         lines.append(f"  {loc}: {' '.join(e['msg'].split())}")
     return "\n".join(lines)
 
@@ -284,4 +285,4 @@ def build_spec(path: Path | None = None, overrides: dict[str, Any] | None = None
     try:
         return RunSpec.model_validate(raw)
     except ValidationError as err:
-        raise SpecError(_format_validation(err, source)) from None
+        raise SpecError(format_validation(err, source)) from None

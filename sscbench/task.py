@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from sscbench import registry
 from sscbench.data import Dataset
 from sscbench.regularizer import Regularizer
-from sscbench.spec import DataSpec, RunSpec, SpecError
+from sscbench.spec import DataSpec, RunSpec, SpecError, format_validation
 from sscbench.stack import Architecture
 from sscbench.workload import Shape, Workload
 
@@ -72,11 +72,8 @@ def parse_args(workload: Workload, values: Mapping[str, Any]) -> BaseModel:
     try:
         return workload.parse_args(values)
     except ValidationError as err:
-        lines = [f"invalid arguments for workload '{workload.name}' ([workload] args):"]
-        for e in err.errors():
-            loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-            lines.append(f"  workload.args.{loc}: {' '.join(e['msg'].split())}")
-        raise SpecError("\n".join(lines)) from None
+        raise SpecError(format_validation(err, f"the arguments of workload '{workload.name}'",
+                                          ("workload", "args"))) from None
 
 
 def resolve(spec: RunSpec) -> Task:
