@@ -63,11 +63,6 @@ def reference_arm(spec: RunSpec) -> str | None:
     return None
 
 
-def _known(regularizer: str) -> bool:
-    """Whether a plugin is registered (an unknown one is refused by arm resolution, naming the arm)."""
-    return regularizer in registry.available()
-
-
 def default_storage(out: Path) -> str:
     return f"sqlite:///{(out / 'optuna.db').resolve()}"
 
@@ -120,7 +115,8 @@ def evaluate(
     """
     started = datetime.now(UTC)
     spec = expand_ablations(spec)
-    spec = task.prepare(spec, [a.regularizer for a in spec.evaluate.arms if _known(a.regularizer)])
+    known = set(registry.available())  # an unknown plugin is refused by arm resolution, naming the arm
+    spec = task.prepare(spec, [a.regularizer for a in spec.evaluate.arms if a.regularizer in known])
     resolved = arms_mod.resolve(spec.evaluate.arms, out, spec)
     reference = reference_arm(spec)
     apply_runtime(spec)

@@ -30,3 +30,19 @@ def install_example(tmp_path_factory, example: Path, distribution: str) -> Path:
                     "--target", str(target), str(example)], check=True, capture_output=True, cwd=build)
     assert list(target.glob(f"{distribution}-0.1.0.dist-info"))
     return target
+
+
+def invoke(*args: object):
+    """The sscbench CLI run in process on ``args`` (each turned into a string): typer's Result."""
+    from typer.testing import CliRunner
+
+    from sscbench.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def ok(*args: object):
+    """``invoke``, asserting exit code 0 (the output and any exception shown when it is not)."""
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result

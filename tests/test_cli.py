@@ -8,13 +8,10 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from typer.testing import CliRunner
+from conftest import invoke, ok
 
 from sscbench import results, tuning
-from sscbench.cli import app
 from sscbench.results import EvaluateResult, TuneResult
-
-runner = CliRunner()
 
 SEED_SPEC = """
 [evaluate]
@@ -31,17 +28,6 @@ name = "ssc"
 regularizer = "ssc"
 params = { lr = 6.28e-3, weight_decay = 1.65e-2, lambda_ssc = 1.73e-3 }
 """
-
-
-def invoke(*args: str):
-    result = runner.invoke(app, [str(a) for a in args])
-    return result
-
-
-def ok(*args: str):
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result
 
 
 def write(tmp_path: Path, text: str, name: str = "spec.toml") -> Path:

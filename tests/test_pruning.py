@@ -6,25 +6,17 @@ import numpy as np
 import optuna
 import pytest
 import torch
+from conftest import invoke, ok
 from optuna.trial import TrialState
 from test_workers import PG, finish, needs_pg, pg_url, spawn, trials_of  # noqa: F401
-from typer.testing import CliRunner
 
 from sscbench import registry, results, tuning
-from sscbench.cli import app
 from sscbench.data import Split
 from sscbench.results import CompareResult, TuneResult
 from sscbench.spec import TrainSpec
 from sscbench.trainer import Member, train_stack
 
-runner = CliRunner()
 WIDTHS = [40, 32, 32, 10]
-
-
-def ok(*args):
-    res = runner.invoke(app, [str(a) for a in args])
-    assert res.exit_code == 0, res.output + repr(res.exception)
-    return res
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +105,7 @@ def test_resume_with_pruned_trials_present_ends_as_an_uninterrupted_study(tmp_pa
         return real(*a, **kw)
 
     monkeypatch.setattr(tuning, "train_stack", crash_in_third_round)
-    assert runner.invoke(app, [*map(str, args), "--out", str(tmp_path / "cut")]).exit_code != 0
+    assert invoke(*args, "--out", tmp_path / "cut").exit_code != 0
     storage = f"sqlite:///{(tmp_path / 'cut' / 'optuna.db').resolve()}"
     (summary,) = optuna.get_all_study_summaries(storage)
     before = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()

@@ -5,24 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import invoke, ok
 
 from sscbench import arms, diagnostics, registry, results
-from sscbench.cli import app
 from sscbench.data import Split
 from sscbench.results import EvaluateResult
 from sscbench.spec import ArmSpec, TrainSpec
 from sscbench.trainer import Member, accuracy, member_hyperparameters, train_stack
 from sscbench_plugins.ssc import ssc_penalty
 
-runner = CliRunner()
 WIDTHS = [40, 32, 32, 10]
-
-
-def ok(*args):
-    res = runner.invoke(app, [str(a) for a in args])
-    assert res.exit_code == 0, res.output + repr(res.exception)
-    return res
 
 
 def test_with_ablations_adds_r_off_for_every_regularized_arm():
@@ -159,5 +151,5 @@ def test_unknown_reference_is_refused(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text('[[evaluate.arms]]\nname = "a"\nregularizer = "baseline"\n'
                     'params = { lr = 1e-3, weight_decay = 0 }\n')
-    res = runner.invoke(app, ["evaluate", "--spec", str(spec), "--reference", "nope", "--out", str(tmp_path / "o")])
+    res = invoke("evaluate", "--spec", spec, "--reference", "nope", "--out", tmp_path / "o")
     assert res.exit_code == 2 and "reference arm 'nope'" in res.output and not (tmp_path / "o").exists()

@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import invoke, ok
 from torch import nn
-from typer.testing import CliRunner
 
 from sscbench import data, registry, results, task, workflow
-from sscbench.cli import app
 from sscbench.data import Dataset, Split
 from sscbench.regularizer import BatchContext
 from sscbench.spec import DataSpec, RunSpec, SpecError, TrainSpec, WorkloadSpec, build_spec
@@ -24,7 +23,6 @@ from sscbench.stack import StackedModule
 from sscbench.trainer import Member, train_stack
 from sscbench.workload import Shape, Workload
 
-runner = CliRunner()
 BUILTIN = ("mnist1d-mlp", "mnist1d-cnn", "mnist1d-shuffled", "mnist1d-noisy")
 GOLDEN = Path(__file__).parent / "data" / "default-workload-golden.json"
 
@@ -34,12 +32,6 @@ def wide_tables(monkeypatch):
     from sscbench import cli
 
     monkeypatch.setattr(cli.console, "width", 200)
-
-
-def ok(*args):
-    res = runner.invoke(app, [str(a) for a in args])
-    assert res.exit_code == 0, res.output + repr(res.exception)
-    return res
 
 
 # -- the default workload's numbers, against those stored before workloads existed --------------
@@ -106,7 +98,7 @@ def test_builtins_are_discovered_from_the_sscbench_distribution():
 
 
 def test_an_unknown_workload_is_refused_with_the_list_and_a_suggestion(tmp_path):
-    res = runner.invoke(app, ["tune", "baseline", "--workload", "mnist1d-cn", "--out", str(tmp_path / "o")])
+    res = invoke("tune", "baseline", "--workload", "mnist1d-cn", "--out", tmp_path / "o")
     assert res.exit_code == 2 and "unknown workload 'mnist1d-cn'" in res.output
     assert "Did you mean 'mnist1d-cnn'" in res.output and "mnist1d-shuffled" in res.output
     assert "Traceback" not in res.output and not (tmp_path / "o").exists()
@@ -288,8 +280,7 @@ def test_an_incompatible_plugin_is_refused_before_any_training(with_images, tmp_
     out = tmp_path / "out"
     for args in (["tune", "ssc"], ["reproduce", "--arms", "baseline,ssc"], ["compare", "--replicates", 2],
                  ["check-plugin", "ssc"]):
-        res = runner.invoke(app, [*args, "--workload", "images", "--out", str(out)] if args[0] != "check-plugin"
-                            else [*args, "--workload", "images"])
+        res = invoke(*args, "--workload", "images", *(["--out", out] if args[0] != "check-plugin" else []))
         assert res.exit_code == 2, (args, res.output)
         assert "regularizer 'ssc' cannot run on workload 'images'" in res.output and "[6, 6]" in res.output
         assert "Traceback" not in res.output and not out.exists()
@@ -328,8 +319,7 @@ def test_compare_over_workloads_gives_a_row_per_workload_and_arm(tmp_path):
 
 
 def test_workload_and_workloads_together_are_refused(tmp_path):
-    res = runner.invoke(app, ["compare", "--workload", "mnist1d-mlp", "--workloads", "mnist1d-cnn",
-                              "--out", str(tmp_path / "o")])
+    res = invoke("compare", "--workload", "mnist1d-mlp", "--workloads", "mnist1d-cnn", "--out", tmp_path / "o")
     assert res.exit_code == 2 and "not both" in res.output and not (tmp_path / "o").exists()
 
 
