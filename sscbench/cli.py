@@ -8,7 +8,6 @@ What it is not: where anything is computed.
 
 from __future__ import annotations
 
-import shlex
 import signal
 import sys
 import threading
@@ -24,14 +23,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
-from sscbench import compare, registry, render, results, task, workflow
+from sscbench import compare, redact, registry, render, results, task, workflow
 from sscbench.arms import ArmError
 from sscbench.data import DataCacheError
 from sscbench.host import KernelError
 from sscbench.registry import PluginError
 from sscbench.results import CompareResult, EvaluateResult, ResultsError, TuneResult
 from sscbench.spec import CompareSpec, EvaluateSpec, RunSpec, SpecError, TrainSpec, TuneSpec, build_spec
-from sscbench.storage import StorageError, mask
+from sscbench.storage import StorageError
 from sscbench.trainer import DeviceError
 from sscbench.tuning import TrialDone, TuningError
 
@@ -80,7 +79,11 @@ PrunerOpt = Annotated[str | None, typer.Option("--pruner", help=_doc(TuneSpec, "
 TuneEpochsOpt = Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))]
 WorkloadOpt = Annotated[str | None, typer.Option(
     "--workload", help="Workload: the task and model family (see `sscbench workloads`; default: mnist1d-mlp).")]
-StorageOpt = Annotated[str | None, typer.Option(help="Optuna storage URL (default: sqlite:///OUT/optuna.db).")]
+STORAGE_ENV = "SSCBENCH_STORAGE"
+StorageOpt = Annotated[str | None, typer.Option(
+    envvar=STORAGE_ENV, show_envvar=True,
+    help="Optuna storage URL (default: [storage] url of --spec, else sqlite:///OUT/optuna.db). Leave the password "
+         "out: psycopg reads it from PGPASSWORD or ~/.pgpass; any password is shown and recorded as ***.")]
 
 
 class Terminated(KeyboardInterrupt):
@@ -104,16 +107,16 @@ def refusals() -> Iterator[None]:
     try:
         yield
     except REFUSALS as exc:
-        errors.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False)
+        errors.print(f"[bold red]error:[/bold red] {escape(redact.mask(str(exc)))}", highlight=False)
         raise typer.Exit(2) from None
     except SQLAlchemyError as exc:  # the storage failed mid-run: locked, gone, full
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        errors.print(f"[bold red]storage error:[/bold red] {escape(mask(first))} (finished work is kept in the "
+        errors.print(f"[bold red]storage error:[/bold red] {escape(redact.mask(first))} (finished work is kept in the "
                      "storage; run the same command again to resume)", highlight=False)
         raise typer.Exit(1) from None
     except OSError as exc:  # an unwritable folder, a full disk, a vanished file: the system said no
         where = f": {exc.filename}" if exc.filename else ""
-        errors.print(f"[bold red]error:[/bold red] {escape(exc.strerror or str(exc))}{escape(str(where))} "
+        errors.print(f"[bold red]error:[/bold red] {escape(redact.mask((exc.strerror or str(exc)) + where))} "
                      "(results written before are intact)", highlight=False)
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
@@ -137,7 +140,7 @@ def _spec(path: Path | None, **sections: dict[str, Any]) -> RunSpec:
 
 
 def _command_line() -> str:
-    return shlex.join(["sscbench", *sys.argv[1:]])
+    return redact.command_line(["sscbench", *sys.argv[1:]])
 
 
 class _LazyBar:
@@ -231,8 +234,9 @@ def tune_cmd(
         spec = _spec(spec_file, tune={"trials": trials, "epochs": epochs, "sampler_seed": seed,
                                       "studies": studies, "round_size": round_size, "pruner": pruner},
                      workload={"name": workload},
-                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
-        _tune_one(spec, plugin, out, storage, study_name)
+                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels},
+                     storage={"url": storage})
+        _tune_one(spec, plugin, out, spec.storage.url, study_name)
 
 
 def _arms_override(spec_file: Path | None, arms: str | None) -> list[dict[str, Any]] | None:
@@ -295,8 +299,9 @@ def evaluate_cmd(
         spec = _spec(spec_file, evaluate={"seeds": seeds, "epochs": epochs, "reference": reference,
                                           "ablations": ablations, "arms": _arms_override(spec_file, arms)},
                      workload={"name": workload},
-                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
-        _evaluate(spec, out, storage)
+                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels},
+                     storage={"url": storage})
+        _evaluate(spec, out, spec.storage.url)
 
 
 @app.command("reproduce")
@@ -327,7 +332,8 @@ def reproduce_cmd(
                      evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations,
                                "arms": _arms_override(spec_file, arms)},
                      workload={"name": workload},
-                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
+                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels},
+                     storage={"url": storage})
         workflow.apply_runtime(spec)
         to_tune = [a.regularizer for a in spec.evaluate.arms if a.params is None and a.from_ is None]
         for plugin in dict.fromkeys(to_tune):  # in arm order, each once
@@ -335,7 +341,7 @@ def reproduce_cmd(
         task.prepare(workflow.expand_ablations(spec), [a.regularizer for a in spec.evaluate.arms])
         for plugin in dict.fromkeys(to_tune):
             _tune_one(spec, plugin, out, storage, None)
-        _evaluate(spec, out, storage)
+        _evaluate(spec, out, spec.storage.url)
 
 
 def _compare(spec: RunSpec, out: Path, storage: str | None) -> CompareResult:
@@ -410,17 +416,19 @@ def compare_cmd(
                          compare={"replicates": replicates, "first_replicate": first_replicate, "tune": tune,
                                   "gamma": gamma},
                          workload={"name": name},
-                         train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels})
+                         train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels},
+                         storage={"url": storage})
 
         if not names:
-            _compare(spec_for(workload), out, storage)
+            spec = spec_for(workload)
+            _compare(spec, out, spec.storage.url)
             return
         specs = {name: spec_for(name) for name in dict.fromkeys(names)}  # every workload refused up front
         for spec in specs.values():
             compare.check(spec)
             task.prepare(spec, ["baseline", *(a.regularizer for a in workflow.expand_ablations(spec).evaluate.arms)])
         started = compare.now()
-        done = [_compare(spec, out / name, storage) for name, spec in specs.items()]
+        done = [_compare(spec, out / name, spec.storage.url) for name, spec in specs.items()]
         result, json_path, png_path = compare.save_workloads(list(specs), done, out, started, _command_line())
         console.print(render.workloads_comparison_table(result))
         console.print(f"wrote {json_path} and {png_path}")
@@ -428,7 +436,10 @@ def compare_cmd(
 
 @app.command("worker")
 def worker_cmd(
-    storage: Annotated[str, typer.Option(help="Optuna storage URL to serve, e.g. postgresql+psycopg://HOST/DB.")],
+    storage: Annotated[str | None, typer.Option(
+        envvar=STORAGE_ENV, show_envvar=True,
+        help="Optuna storage URL to serve, e.g. postgresql+psycopg://USER@HOST/DB (or [storage] url of --spec); "
+             "the password from PGPASSWORD or ~/.pgpass.")] = None,
     until_empty: Annotated[bool, typer.Option(
         "--until-empty/--forever", help="Stop when no study needs work (default), or keep polling.")] = True,
     spec_file: SpecOpt = None,
@@ -444,9 +455,12 @@ def worker_cmd(
     from sscbench import workqueue
 
     with refusals():
-        spec = _spec(spec_file, train={"threads": threads})
+        spec = _spec(spec_file, train={"threads": threads}, storage={"url": storage})
+        if spec.storage.url is None:
+            raise SpecError(f"worker needs a storage: give --storage URL, set {STORAGE_ENV}, or set [storage] url "
+                            "in the --spec file")
         workflow.apply_runtime(spec)
-        opened = storage_mod.open_storage(storage, spec.storage)
+        opened = storage_mod.open_storage(spec.storage.url, spec.storage)
         served = workqueue.serve(opened, until_empty, on_study=lambda name: console.print(f"serving {name}"))
     console.print(f"served {len(served)} study(ies); nothing left to do in {opened.masked}")
 
@@ -472,6 +486,55 @@ def check_plugin_cmd(
         raise typer.Exit(1)
 
 
+def _json_files(paths: list[Path]) -> list[Path]:
+    """The files named, and every ``*.json`` under the folders named (sorted); a missing path is refused."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*.json") if p.is_file())
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ResultsError(f"no such file or folder: {path}")
+    return list(dict.fromkeys(found))
+
+
+@app.command("scrub")
+def scrub_cmd(
+    paths: Annotated[list[Path], typer.Argument(
+        help="Results files, or folders (every *.json in them, recursively).", show_default=False,
+        metavar="PATH")],
+) -> None:
+    """Mask storage passwords in results files written by an older sscbench: in place, each file atomically.
+
+    Every file is read and checked before any is rewritten; a file that holds no password is left as it is.
+
+    Example: sscbench scrub results/   |   sscbench scrub old/tune-ssc.json old/compare.json
+    """
+    import os
+
+    with refusals():
+        files = _json_files(paths)
+        changes = {path: results.scrubbed(path) for path in files}  # every file read before any is written
+        for path, text in changes.items():
+            if text is not None:
+                results.write_atomic(path, text, mode=os.stat(path).st_mode & 0o7777)
+                console.print(f"scrubbed {path}")
+    clean = sum(text is None for text in changes.values())
+    console.print(f"{len(files) - clean} file(s) scrubbed, {clean} already clean")
+
+
+def _warn_if_secret(path: Path) -> None:
+    """One line on stderr where a results file (written before sscbench masked passwords) holds one."""
+    try:
+        found = results.scrubbed(path) is not None
+    except ResultsError:
+        return  # loading it reports the problem
+    if found:
+        errors.print(f"[bold yellow]warning:[/bold yellow] {escape(str(path))} holds a storage password in clear; "
+                     f"mask it with `sscbench scrub {escape(str(path))}`", highlight=False)
+
+
 @app.command("report")
 def report_cmd(
     out: OutOpt = Path("results"),
@@ -493,6 +556,9 @@ def report_cmd(
                 and not workloads_file.exists():
             raise ResultsError(f"no results in {out}: run `sscbench tune PLUGIN`, `sscbench evaluate` "
                                "or `sscbench compare` first")
+        for path in [*tune_files, evaluate_file, compare_file, workloads_file]:
+            if path.exists():
+                _warn_if_secret(path)
         loaded_compare = results.load(compare_file, CompareResult) if compare_file.exists() else None
         loaded_tunes = [results.load(p, TuneResult) for p in tune_files]
         loaded_eval = results.load(evaluate_file, EvaluateResult) if evaluate_file.exists() else None

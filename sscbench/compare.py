@@ -281,6 +281,7 @@ def run(spec: RunSpec, out: Path, storage: str | None = None, progress: Progress
     arms_mod.resolve(expanded.evaluate.arms, out, expanded,  # a bad arm is refused before any work
                      tuned={reg: (_placeholder(spec, reg), "") for reg in to_tune(spec)})
     workflow.apply_runtime(spec)
+    storage = storage or spec.storage.url  # the argument, else the spec's [storage] url
     opened = open_storage(storage, spec.storage) if storage else None  # a bad URL is refused before any write
     out.mkdir(parents=True, exist_ok=True)
     opened = opened or open_storage(workflow.default_storage(out), spec.storage)

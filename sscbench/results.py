@@ -19,12 +19,13 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from sscbench.host import CpuInfo, cpu_info
+from sscbench.redact import masked_json, scrub_text
 from sscbench.replicate_stats import ReplicatedComparison
 from sscbench.spec import RunSpec, SearchRange
 from sscbench.stats import Comparison, Summary
@@ -41,7 +42,14 @@ COVERS_SEEDS = ("model seeds only (initialisation and batch order); the data dra
 
 
 class Record(BaseModel):
+    """A results record. Serialising one masks any URL password in any string in it (``redact.mask``),
+    so no file sscbench writes carries one, whichever field a URL reached."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_serializer(mode="wrap")
+    def _masked(self, handler: SerializerFunctionWrapHandler) -> Any:
+        return masked_json(handler(self))
 
 
 class Provenance(Record):
@@ -315,14 +323,17 @@ def provenance(device: str, started: datetime, command: str) -> Provenance:
     )
 
 
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write via a temporary file in the same folder and rename: never a truncated file."""
+def write_atomic(path: Path, text: str | bytes, mode: int | None = None) -> None:
+    """Write via a temporary file in the same folder and rename: never a truncated file.
+
+    The file gets ``mode`` where given, else the mode an ordinary new file gets (0666 less the umask).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     umask = os.umask(0)
     os.umask(umask)
     try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; results are ordinary files
+        os.chmod(tmp, 0o666 & ~umask if mode is None else mode)  # mkstemp creates 0600; results are ordinary files
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode() if isinstance(text, str) else text)
             handle.flush()
@@ -331,6 +342,22 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def scrubbed(path: Path) -> str | None:
+    """The text ``path`` should hold with every URL password masked, or None where it holds none.
+
+    For files written before sscbench masked passwords (``sscbench scrub``); a problem reading it is a
+    ``ResultsError`` naming the file.
+    """
+    try:
+        return scrub_text(Path(path).read_text())
+    except FileNotFoundError:
+        raise ResultsError(f"results file not found: {path}") from None
+    except IsADirectoryError:
+        raise ResultsError(f"{path} is a folder") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path} is not a JSON file: {exc}") from None
 
 
 def save(result: Record, path: Path) -> None:

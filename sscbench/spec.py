@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
+
+from sscbench.redact import UNSAFE, mask, unsafe
 
 PosInt = Annotated[int, Field(gt=0)]
 #: Seeds NumPy's legacy seeding accepts (mnist1d generation, Optuna's TPE sampler).
@@ -187,11 +189,28 @@ class CompareSpec(Spec):
 class StorageSpec(Spec):
     """How workers share an Optuna storage (PostgreSQL); SQLite takes one process per study."""
 
+    url: str | None = Field(
+        None, repr=False,
+        description="Optuna storage URL (default: sqlite:///OUT/optuna.db); --storage and SSCBENCH_STORAGE "
+                    "override it. Leave the password out (PGPASSWORD or ~/.pgpass); any password is written "
+                    "as *** wherever the spec is recorded.")
+
     heartbeat_interval: PosInt = Field(10, description="Seconds between a worker's heartbeats for its trials.")
     grace_period: PosInt = Field(
         60, description="Seconds without a heartbeat after which a trial counts as its worker's death and is "
                         "retried with the same parameters.")
     max_retry: int = Field(3, ge=0, description="Times one trial is retried after its worker died.")
+
+    @field_serializer("url")
+    def _masked(self, url: str | None) -> str | None:
+        return None if url is None else mask(url)
+
+    @field_validator("url")
+    @classmethod
+    def _maskable(cls, url: str | None) -> str | None:
+        if url is not None and unsafe(url):  # the message never repeats the URL
+            raise ValueError(UNSAFE)
+        return url
 
     @model_validator(mode="after")
     def _check(self) -> StorageSpec:

@@ -41,6 +41,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from sscbench.redact import UNSAFE, mask, masked_json, unsafe
 from sscbench.spec import StorageSpec
 
 # Heartbeats, fail_stale_trials and the retry callback are marked experimental in Optuna; sscbench
@@ -55,13 +56,13 @@ POLL_SECONDS = 0.5  # how often a worker with nothing to ask for looks again
 JOB_ATTR = "sscbench_job"
 
 
+def job_record(job: dict) -> dict:
+    """A job as it is kept in the storage for workers: any URL password in it masked (a worker brings its own)."""
+    return masked_json(job)
+
+
 class StorageError(RuntimeError):
     """A storage that cannot be used: bad URL, missing driver, unreachable server, study in use."""
-
-
-def mask(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def normalise(url: str) -> str:
@@ -243,11 +244,14 @@ def uninterrupted() -> Iterator[None]:
 def open_storage(url: str, spec: StorageSpec | None = None) -> Storage:
     """Open (creating the schema where needed) a storage; every problem is one ``StorageError`` line."""
     spec = spec or StorageSpec()
+    if unsafe(url):  # not shown: a password in it could not be masked reliably
+        raise StorageError(f"storage URL (not shown): {UNSAFE}")
     url = normalise(url)
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in SCHEMES:
         raise StorageError(f"storage URL {mask(url)!r}: unknown scheme or driver {scheme or '(none)'!r}; sscbench "
-                           "speaks sqlite:///PATH and postgresql+psycopg://USER:PASSWORD@HOST/DATABASE (psycopg 3)")
+                           "speaks sqlite:///PATH and postgresql+psycopg://USER@HOST/DATABASE (psycopg 3; the "
+                           "password from PGPASSWORD or ~/.pgpass)")
     path = sqlite_path(url)
     if path is not None and not path.parent.is_dir():
         raise StorageError(f"storage URL {mask(url)!r}: folder {path.parent} does not exist")
@@ -270,4 +274,6 @@ def open_storage(url: str, spec: StorageSpec | None = None) -> Storage:
                 break
             time.sleep(0.1 * (attempt + 1))
     first_line = str(last).strip().splitlines()[0] if last is not None and str(last).strip() else type(last).__name__
-    raise StorageError(f"storage URL {mask(url)!r} cannot be used: {mask(first_line)}")
+    hint = ("; the server wants a password: give it through PGPASSWORD or a password file (~/.pgpass, or the "
+            "file PGPASSFILE names)") if "password" in first_line.lower() else ""
+    raise StorageError(f"storage URL {mask(url)!r} cannot be used: {mask(first_line)}{hint}")

@@ -32,7 +32,7 @@ from sscbench.data import Dataset
 from sscbench.regularizer import Regularizer
 from sscbench.results import Budget, StudyRecord, TrialRecord
 from sscbench.spec import RunSpec, SearchRange
-from sscbench.storage import JOB_ATTR, POLL_SECONDS, Storage, requeue, uninterrupted
+from sscbench.storage import JOB_ATTR, POLL_SECONDS, Storage, job_record, requeue, uninterrupted
 from sscbench.trainer import Member, stack_progress, train_stack
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -258,8 +258,8 @@ def run_study(
 
     failures_left = target  # a study whose every trial diverges must still end
     with storage.lease(study_name):
-        job = {"kind": "tune", "spec": json.loads(spec.model_dump_json()), "plugin": plugin.name,
-               "sampler_seed": sampler_seed}
+        job = job_record({"kind": "tune", "spec": json.loads(spec.model_dump_json()), "plugin": plugin.name,
+                          "sampler_seed": sampler_seed})
         if study.user_attrs.get(JOB_ATTR) != job:  # the latest request: a worker serves it up to this target
             study.set_user_attr(JOB_ATTR, job)
         pending = [] if storage.shared else _interrupted_round(study)

@@ -82,6 +82,7 @@ def tune(
     spec = task.prepare(spec, [regularizer])
     apply_runtime(spec)
     dataset = task.resolve(spec).dataset()
+    storage = storage or spec.storage.url  # the argument, else the spec's [storage] url
     opened = open_storage(storage, spec.storage) if storage else None  # a bad URL is refused before any write
     out.mkdir(parents=True, exist_ok=True)
     opened = opened or open_storage(default_storage(out), spec.storage)
@@ -120,6 +121,7 @@ def evaluate(
     resolved = arms_mod.resolve(spec.evaluate.arms, out, spec)
     reference = reference_arm(spec)
     apply_runtime(spec)
+    storage = storage or spec.storage.url  # the argument, else the spec's [storage] url
     opened = open_storage(storage, spec.storage) if storage else None  # a bad URL is refused before any write
     dataset = task.resolve(spec).dataset()
     out.mkdir(parents=True, exist_ok=True)

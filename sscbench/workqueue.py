@@ -29,7 +29,7 @@ from sscbench import data, evaluation, registry, task, tuning
 from sscbench.arms import ResolvedArm
 from sscbench.results import ArmResult
 from sscbench.spec import RunSpec
-from sscbench.storage import JOB_ATTR, POLL_SECONDS, Storage, StorageError, requeue, uninterrupted
+from sscbench.storage import JOB_ATTR, POLL_SECONDS, Storage, StorageError, job_record, requeue, uninterrupted
 
 UNIT_ATTR = "sscbench_unit"
 RESULTS_ATTR = "sscbench_arm_results"
@@ -79,8 +79,9 @@ def run_shared_evaluation(
         with storage.serial(name), uninterrupted():
             trials = study.get_trials(deepcopy=False)
             if JOB_ATTR not in study.user_attrs:
-                study.set_user_attr(JOB_ATTR, {"kind": "evaluate", "spec": json.loads(spec.model_dump_json()),
-                                               "arms": [asdict(a) for a in arms], "seeds": list(seeds)})
+                job = {"kind": "evaluate", "spec": json.loads(spec.model_dump_json()),
+                       "arms": [asdict(a) for a in arms], "seeds": list(seeds)}
+                study.set_user_attr(JOB_ATTR, job_record(job))
             if not storage.shared:  # this process holds the study: RUNNING units were left by a dead one
                 for t in trials:
                     if t.state == TrialState.RUNNING:

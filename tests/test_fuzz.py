@@ -11,17 +11,19 @@ import json
 import math
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from sscbench import registry, results, task
+from sscbench import redact, registry, results, task
 from sscbench.cli import app
 from sscbench.results import EvaluateResult, ResultsError
-from sscbench.spec import RunSpec, SpecError, build_spec
-from sscbench.storage import StorageError, open_storage
+from sscbench.spec import RunSpec, SpecError, build_spec, format_validation
+from sscbench.storage import StorageError, job_record, open_storage
 
 EXAMPLES = int(os.environ.get("SSCBENCH_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -167,6 +169,12 @@ def test_damaged_results_files_are_refused_with_a_results_error(tmp_path_factory
     assert isinstance(loaded, EvaluateResult)  # a flip inside a number can leave a valid file
 
 
+# Every generated password starts and ends with a marker that no message holds, so a leak of any
+# part of it (the head, or the tail after a raw "@") is seen without mistaking a common substring.
+HEAD, TAIL = "Qz7", "7zQ"
+PASSWORDS = st.builds(lambda core: f"{HEAD}{core}{TAIL}", st.text(max_size=12))
+
+
 @FUZZ
 @given(url=st.one_of(
     st.text(max_size=30),
@@ -174,21 +182,37 @@ def test_damaged_results_files_are_refused_with_a_results_error(tmp_path_factory
                                                                  "postgresql+psycopg", "postgresql+psycopg2", "",
                                                                  "redis", "sqlite+pysqlite"]),
               st.text(max_size=20)),
-    st.builds(lambda pw: f"postgresql+psycopg://user:{pw}@127.0.0.1:1/db", st.text(min_size=1, max_size=10)),
+    st.builds(lambda pw: f"postgresql+psycopg://user:{pw}@127.0.0.1:1/db", PASSWORDS),
+    st.builds(lambda s, pw, enc: f"{s}://user:{quote(pw, safe='') if enc else pw}@127.0.0.1:1/db?sslmode=disable",
+              st.sampled_from(["postgres", "postgresql", "mysql", "redis"]), PASSWORDS, st.booleans()),
+    st.builds(lambda pw: f"postgresql+psycopg://user@127.0.0.1:1/db?password={quote(pw, safe='')}", PASSWORDS),
 ))
-def test_any_storage_url_opens_or_is_refused_with_the_password_masked(tmp_path_factory, url):
+def test_any_storage_url_opens_or_is_refused_and_no_password_is_ever_shown(tmp_path_factory, url):
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         url = "sqlite:////nonexistent-folder/" + url[len("sqlite:///"):]  # never create files in the checkout
+    shown = [] if redact.unsafe(url) else [redact.command_line(["sscbench", "tune", "ssc", "--storage", url])]
+    try:  # the effective spec, as every results file and job record holds it
+        spec = RunSpec(storage={"url": url})
+        shown += [spec.model_dump_json(), repr(spec), json.dumps(storage_job_record(spec))]
+    except ValidationError as exc:
+        assert redact.unsafe(url)  # refused: it could not be masked
+        shown.append(format_validation(exc, "options"))
     try:
         storage = open_storage(url)
     except StorageError as exc:
         message = str(exc)
         assert "\n" not in message.strip() and message.startswith("storage URL ")
-        if "://user:" in url and "@127.0.0.1" in url:
-            secret = url.split("://user:", 1)[1].rsplit("@127.0.0.1", 1)[0]
-            assert f"user:{secret}@" not in message or secret == "***"
-        return
-    assert storage.url  # only in-memory or existing-folder SQLite URLs open
+        shown.append(message)
+    else:
+        assert storage.url  # only in-memory or existing-folder SQLite URLs open
+        shown.append(storage.masked)
+    if HEAD in url:
+        for text in shown:
+            assert HEAD not in text and TAIL not in text, text
+
+
+def storage_job_record(spec: RunSpec) -> dict:
+    return job_record({"kind": "tune", "spec": json.loads(spec.model_dump_json())})
 
 
 def test_fuzz_target_runs_thousands_of_cases():

@@ -207,7 +207,7 @@ def test_a_second_process_on_a_sqlite_study_is_refused(tmp_path):
     ("postgresql+psycopg://user:hunter2@127.0.0.1:1/nowhere", "cannot be used"),
     ("postgresql://user:hunter2@127.0.0.1:1/nowhere", "postgresql+psycopg://user:***@127.0.0.1:1/nowhere"),
     ("mysql://user:hunter2@localhost/db", "unknown scheme or driver 'mysql'"),
-    ("not a url", "unknown scheme"),
+    ("not-a-url", "unknown scheme"),
     ("sqlite:////no/such/folder/optuna.db", "does not exist"),
     ("sqlite://{}", "cannot be used"),  # found by make fuzz: Optuna formats URLs as templates
     ("postgresql+psycopg2://user:hunter2@127.0.0.1:1/db", "unknown scheme or driver 'postgresql+psycopg2'"),

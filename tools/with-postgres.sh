@@ -2,8 +2,12 @@
 # Run a command beside a throwaway PostgreSQL cluster, then stop and delete the cluster.
 #
 # The cluster lives in a temporary folder and listens on a Unix socket in that folder only
-# (listen_addresses = '', so no TCP port, not even loopback). The command sees its URL in
-# SSCBENCH_TEST_POSTGRES (postgresql+psycopg://, database "sscbench"). initdb refuses to run
+# (listen_addresses = '', so no TCP port, not even loopback). It requires a password
+# (scram-sha-256), a random one made for this run: the command sees a password-free URL in
+# SSCBENCH_TEST_POSTGRES (postgresql+psycopg://, database "sscbench") and finds the password the
+# way libpq does, in the password file PGPASSFILE (mode 0600, in a folder of its own). Tests that
+# need the password itself read SSCBENCH_TEST_POSTGRES_PASSWORD, and SSCBENCH_TEST_PG_BIN names
+# the server's binaries (pg_dump). initdb refuses to run
 # as root, so as root the cluster runs as the `postgres` user. Where the server binaries are
 # missing they are installed with apt-get (root only). Where no server can be started the
 # command runs without it (the tests that need it skip, saying why), except under CI=true,
@@ -43,27 +47,40 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 DIR=$(mktemp -d /tmp/sscbench-pg.XXXXXX)
+SECRETS=$(mktemp -d /tmp/sscbench-pgpass.XXXXXX)  # 0700, this user's only
 chmod 755 "$DIR"
 [ "$(id -u)" = 0 ] && chown postgres "$DIR"
 cleanup() {
     "${RUN[@]}" "$BIN/pg_ctl" -D "$DIR/data" -m immediate stop >/dev/null 2>&1
-    rm -rf "$DIR"
+    rm -rf "$DIR" "$SECRETS"
 }
 trap cleanup EXIT
 
-if ! "${RUN[@]}" "$BIN/initdb" -D "$DIR/data" -U postgres --auth=trust -E UTF8 --no-sync >"$DIR/initdb.log" 2>&1; then
+# A random password of letters and digits, with a few characters that a URL must percent-encode.
+PASSWORD="$(head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 20)@:%/"
+( umask 077; printf '%s\n' "$PASSWORD" > "$DIR/pwfile" )
+[ "$(id -u)" = 0 ] && chown postgres "$DIR/pwfile"
+( umask 077; printf '*:*:*:postgres:%s\n' "$(printf '%s' "$PASSWORD" | sed 's/[\\:]/\\&/g')" > "$SECRETS/pgpass" )
+export PGPASSFILE="$SECRETS/pgpass"
+unset PGPASSWORD
+
+if ! "${RUN[@]}" "$BIN/initdb" -D "$DIR/data" -U postgres --auth=scram-sha-256 --pwfile="$DIR/pwfile" -E UTF8 \
+        --no-sync >"$DIR/initdb.log" 2>&1; then
     cat "$DIR/initdb.log" >&2
     fail "initdb failed"
 fi
+rm -f "$DIR/pwfile"
 if ! "${RUN[@]}" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
         -o "-c listen_addresses='' -k $DIR -c fsync=off -c max_connections=200" start >/dev/null; then
     cat "$DIR/server.log" >&2
     fail "the server did not start"
 fi
-if ! "${RUN[@]}" "$BIN/createdb" -h "$DIR" -U postgres sscbench; then
+if ! "$BIN/createdb" -h "$DIR" -U postgres sscbench; then
     fail "createdb failed"
 fi
 
 export SSCBENCH_TEST_POSTGRES="postgresql+psycopg://postgres@/sscbench?host=$DIR"
+export SSCBENCH_TEST_POSTGRES_PASSWORD="$PASSWORD"
+export SSCBENCH_TEST_PG_BIN="$BIN"
 echo "with-postgres: PostgreSQL $("$BIN/postgres" --version | awk '{print $3}') on the socket in $DIR" >&2
 "$@"
