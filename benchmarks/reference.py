@@ -20,7 +20,7 @@ from torch.func import functional_call, jacrev, vmap
 
 def make_mlp(widths: list[int], seed: int) -> nn.Sequential:
     """The protocol's MLP (``nn.Sequential`` of ``Linear`` and ``ReLU``) drawn after ``torch.manual_seed(seed)``."""
-    from sscbench.stack import mlp_module
+    from sscbench.engine.stack import mlp_module
 
     torch.manual_seed(seed)
     return mlp_module(widths)

@@ -73,9 +73,9 @@ def architecture(impl: str):
     """The architecture a workload row trains (None: the MLP rows of the first table)."""
     from torch import nn
 
-    from sscbench import task
+    from sscbench.contracts import task
+    from sscbench.engine.stack import Architecture, mlp_module
     from sscbench.spec import RunSpec, WorkloadSpec
-    from sscbench.stack import Architecture, mlp_module
 
     if "cnn" in impl:
         return task.resolve(RunSpec(workload=WorkloadSpec(name="mnist1d-cnn"))).architecture()
@@ -132,10 +132,10 @@ def run_work(impl: str, size: str, device: str, samples: int | None = None) -> f
     """Train the size's work (on ``samples`` training samples if given) with one implementation; wall seconds."""
     import reference
 
-    from sscbench import registry
+    from sscbench.contracts import registry
     from sscbench.data import Split
+    from sscbench.engine.trainer import Member, train_stack
     from sscbench.spec import TrainSpec
-    from sscbench.trainer import Member, train_stack
 
     cfg = SIZES[size]
     x, y = load_train(samples or cfg["samples"])
@@ -362,7 +362,7 @@ def main() -> None:
         "matmul_flops": best, "matmul_flops_per_library": peaks, "model_flops_per_sample": per_sample,
         "rows": rows, "workload_rows": workload_rows, "protocol": protocol, "plain_protocol": plain_protocol,
     }
-    from sscbench.results import write_atomic
+    from sscbench.output.results import write_atomic
 
     write_atomic(args.out, json.dumps(report, indent=2) + "\n")
     console.print(f"wrote {args.out}")

@@ -75,10 +75,10 @@ def database_cost(url: str, cfg: dict) -> dict:
     import numpy as np
     from sqlalchemy import event
 
-    from sscbench import registry, storage, tuning
-    from sscbench.data import load
+    from sscbench.contracts import registry, task
+    from sscbench.engine.trainer import History
     from sscbench.spec import build_spec
-    from sscbench.trainer import History
+    from sscbench.stages import storage, tuning
 
     spec = build_spec(overrides={"tune": {"trials": cfg["trials"], "round_size": cfg["round"]}})
     opened = storage.open_storage(url, spec.storage)
@@ -119,7 +119,8 @@ def database_cost(url: str, cfg: dict) -> dict:
     real, tuning.train_stack = tuning.train_stack, stub
     try:
         start = time.perf_counter()
-        tuning.run_study(spec, registry.load("ssc"), load(spec.data), opened, f"cost-{uuid.uuid4().hex[:6]}", 0)
+        tuning.run_study(task.resolve_run(spec, ["ssc"]), registry.load("ssc"), opened,
+                         f"cost-{uuid.uuid4().hex[:6]}", 0)
         wall = time.perf_counter() - start
     finally:
         tuning.train_stack = real

@@ -22,8 +22,8 @@ from torch import nn
 
 from sscbench import data
 from sscbench.data import Dataset
+from sscbench.engine.stack import mlp_module
 from sscbench.spec import DataSpec, PosInt
-from sscbench.stack import mlp_module
 from sscbench.workload import Shape, Workload
 
 CLASSES = 10

@@ -8,11 +8,14 @@ What it is not: where anything is computed.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,16 +26,20 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 
-from sscbench import compare, redact, registry, render, results, task, workflow
-from sscbench.arms import ArmError
+from sscbench import redact
+from sscbench.contracts import registry, task
+from sscbench.contracts.registry import PluginError
+from sscbench.contracts.task import Run
 from sscbench.data import DataCacheError
-from sscbench.host import KernelError
-from sscbench.registry import PluginError
-from sscbench.results import CompareResult, EvaluateResult, ResultsError, TuneResult
+from sscbench.engine.host import KernelError
+from sscbench.engine.trainer import DeviceError
+from sscbench.output import render, results
+from sscbench.output.results import CompareResult, EvaluateResult, ResultsError, TuneResult
 from sscbench.spec import CompareSpec, EvaluateSpec, RunSpec, SpecError, TrainSpec, TuneSpec, build_spec
-from sscbench.storage import StorageError
-from sscbench.trainer import DeviceError
-from sscbench.tuning import TrialDone, TuningError
+from sscbench.stages import compare, workflow
+from sscbench.stages.arms import ArmError
+from sscbench.stages.storage import StorageError
+from sscbench.stages.tuning import TrialDone, TuningError
 
 app = typer.Typer(
     help="sscbench: tune and evaluate regularizer plugins on workloads (mnist1d by default), with versioned "
@@ -77,6 +84,7 @@ AblationsOpt = Annotated[bool | None, typer.Option("--ablations/--no-ablations",
 TrialsOpt = Annotated[int | None, typer.Option(help=_doc(TuneSpec, "trials"))]
 PrunerOpt = Annotated[str | None, typer.Option("--pruner", help=_doc(TuneSpec, "pruner"))]
 TuneEpochsOpt = Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))]
+StudiesOpt = Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))]
 WorkloadOpt = Annotated[str | None, typer.Option(
     "--workload", help="Workload: the task and model family (see `sscbench workloads`; default: mnist1d-mlp).")]
 STORAGE_ENV = "SSCBENCH_STORAGE"
@@ -183,7 +191,55 @@ def workloads_cmd() -> None:
         console.print(render.workloads_table())
 
 
-def _tune_one(spec: RunSpec, plugin: str, out: Path, storage: str | None, study_name: str | None) -> TuneResult:
+@dataclass(frozen=True)
+class RunOptions:
+    """The options tune, evaluate, reproduce and compare share (declared once, in ``SHARED``)."""
+
+    workload: str | None
+    storage: str | None
+    spec_file: Path | None
+    out: Path
+    device: str | None
+    threads: int | None
+    workers: int | None
+    cpu_kernels: str | None
+
+    def spec(self, workload: str | None = None, **sections: dict[str, Any]) -> RunSpec:
+        """The effective spec: defaults < the workload's < the --spec file < these options and ``sections``."""
+        return _spec(self.spec_file, **sections, workload={"name": workload or self.workload},
+                     train={"device": self.device, "threads": self.threads, "workers": self.workers,
+                            "cpu_kernels": self.cpu_kernels},
+                     storage={"url": self.storage})
+
+
+#: The shared options, in the order ``--help`` lists them after a command's own.
+SHARED: dict[str, tuple[Any, Any]] = {
+    "workload": (WorkloadOpt, None), "storage": (StorageOpt, None), "spec_file": (SpecOpt, None),
+    "out": (OutOpt, Path("results")), "device": (DeviceOpt, None), "threads": (ThreadsOpt, None),
+    "workers": (WorkersOpt, None), "cpu_kernels": (KernelsOpt, None),
+}
+
+
+def run_options(command: Callable[..., None]) -> Callable[..., None]:
+    """A command that takes the shared options: typer sees them in its signature, after the command's
+    own, and the command receives them as one ``opts: RunOptions``."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "opts"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+              for name, (annotation, default) in SHARED.items()]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> None:
+        opts = RunOptions(**{name: kwargs.pop(name) for name in SHARED})
+        command(**kwargs, opts=opts)
+
+    wrapper.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind ==
+                                               inspect.Parameter.POSITIONAL_OR_KEYWORD else p for p in own] + shared)
+    wrapper.__annotations__ = {p.name: p.annotation for p in (*own, *shared)}
+    return wrapper
+
+
+def _tune_one(run: Run, plugin: str, out: Path, study_name: str | None) -> TuneResult:
+    spec = run.spec
     total = spec.tune.trials * spec.tune.studies
     with _LazyBar(f"tune {plugin}", total) as bar:
         state = {"studies_done": 0, "best": "-"}
@@ -200,7 +256,7 @@ def _tune_one(spec: RunSpec, plugin: str, out: Path, storage: str | None, study_
             bar.update(description=f"tune {plugin}: {study} epoch {epoch + 1}/{spec.tune.epochs} "
                                    f"(best validation {state['best']})")
 
-        result, path = workflow.tune(spec, plugin, out, storage, study_name,
+        result, path = workflow.tune(run, plugin, out, spec.storage.url, study_name,
                                      workflow.Progress(on_trial=on_trial, on_epoch=on_epoch), _command_line())
     console.print(render.tune_table(result))
     console.print(f"wrote {path}")
@@ -208,35 +264,26 @@ def _tune_one(spec: RunSpec, plugin: str, out: Path, storage: str | None, study_
 
 
 @app.command("tune")
+@run_options
 def tune_cmd(
     plugin: Annotated[str, typer.Argument(help="Regularizer plugin to tune (see `sscbench plugins`).")],
     trials: TrialsOpt = None,
     epochs: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "epochs"))] = None,
     seed: Annotated[int | None, typer.Option("--seed", help=_doc(TuneSpec, "sampler_seed"))] = None,
-    studies: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))] = None,
+    studies: StudiesOpt = None,
     round_size: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "round_size"))] = None,
     pruner: PrunerOpt = None,
-    storage: StorageOpt = None,
     study_name: Annotated[str | None, typer.Option(help="Study name (default: PLUGIN-sSEED-HASH).")] = None,
-    workload: WorkloadOpt = None,
-    spec_file: SpecOpt = None,
-    out: OutOpt = Path("results"),
-    device: DeviceOpt = None,
-    threads: ThreadsOpt = None,
-    workers: WorkersOpt = None,
-    cpu_kernels: KernelsOpt = None,
+    *, opts: RunOptions,
 ) -> None:
     """Tune one plugin with Optuna TPE; resumes an existing study up to --trials completed trials.
 
     Example: sscbench tune ssc --trials 30 --epochs 15 --seed 0
     """
     with refusals():
-        spec = _spec(spec_file, tune={"trials": trials, "epochs": epochs, "sampler_seed": seed,
-                                      "studies": studies, "round_size": round_size, "pruner": pruner},
-                     workload={"name": workload},
-                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels},
-                     storage={"url": storage})
-        _tune_one(spec, plugin, out, spec.storage.url, study_name)
+        spec = opts.spec(tune={"trials": trials, "epochs": epochs, "sampler_seed": seed, "studies": studies,
+                               "round_size": round_size, "pruner": pruner})
+        _tune_one(task.resolve_run(spec, [plugin]), plugin, opts.out, study_name)
 
 
 def _arms_override(spec_file: Path | None, arms: str | None) -> list[dict[str, Any]] | None:
@@ -250,7 +297,8 @@ def _arms_override(spec_file: Path | None, arms: str | None) -> list[dict[str, A
             else {"name": n, "regularizer": n} for n in names]
 
 
-def _evaluate(spec: RunSpec, out: Path, storage: str | None = None) -> EvaluateResult:
+def _evaluate(run: Run, out: Path) -> EvaluateResult:
+    spec = run.spec
     groups = len({a.regularizer for a in workflow.expand_ablations(spec).evaluate.arms})
     with _LazyBar("evaluate", groups * spec.evaluate.epochs) as bar:
         done = [0.0]  # group-epochs; sub-stacks add their shares, rounded so that float sums land on integers
@@ -261,8 +309,8 @@ def _evaluate(spec: RunSpec, out: Path, storage: str | None = None) -> EvaluateR
                        description=f"evaluate {label} × {spec.evaluate.seeds} seeds, "
                                    f"epoch {epoch + 1}/{spec.evaluate.epochs}")
 
-        result, json_path, png_path = workflow.evaluate(spec, out, workflow.Progress(on_epoch=on_epoch),
-                                                        _command_line(), storage)
+        result, json_path, png_path = workflow.evaluate(run, out, workflow.Progress(on_epoch=on_epoch),
+                                                        _command_line(), spec.storage.url)
     _print_evaluation(result)
     console.print(f"wrote {json_path} and {png_path}")
     return result
@@ -276,35 +324,27 @@ def _print_evaluation(result: EvaluateResult) -> None:
 
 
 @app.command("evaluate")
+@run_options
 def evaluate_cmd(
     arms: ArmsOpt = None,
     seeds: SeedsOpt = None,
     epochs: EpochsOpt = None,
     reference: ReferenceOpt = None,
     ablations: AblationsOpt = None,
-    workload: WorkloadOpt = None,
-    storage: StorageOpt = None,
-    spec_file: SpecOpt = None,
-    out: OutOpt = Path("results"),
-    device: DeviceOpt = None,
-    threads: ThreadsOpt = None,
-    workers: WorkersOpt = None,
-    cpu_kernels: KernelsOpt = None,
+    *, opts: RunOptions,
 ) -> None:
     """Train the arms over seeds with their tuned (or given) hyperparameters; test accuracy per seed.
 
     Example: sscbench evaluate --seeds 5 --arms baseline,ssc
     """
     with refusals():
-        spec = _spec(spec_file, evaluate={"seeds": seeds, "epochs": epochs, "reference": reference,
-                                          "ablations": ablations, "arms": _arms_override(spec_file, arms)},
-                     workload={"name": workload},
-                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels},
-                     storage={"url": storage})
-        _evaluate(spec, out, spec.storage.url)
+        spec = opts.spec(evaluate={"seeds": seeds, "epochs": epochs, "reference": reference, "ablations": ablations,
+                                   "arms": _arms_override(opts.spec_file, arms)})
+        _evaluate(task.resolve_run(spec), opts.out)
 
 
 @app.command("reproduce")
+@run_options
 def reproduce_cmd(
     arms: ArmsOpt = None,
     trials: TrialsOpt = None,
@@ -312,39 +352,31 @@ def reproduce_cmd(
     seeds: SeedsOpt = None,
     epochs: EpochsOpt = None,
     ablations: AblationsOpt = None,
-    studies: Annotated[int | None, typer.Option(help=_doc(TuneSpec, "studies"))] = None,
+    studies: StudiesOpt = None,
     pruner: PrunerOpt = None,
-    workload: WorkloadOpt = None,
-    storage: StorageOpt = None,
-    spec_file: SpecOpt = None,
-    out: OutOpt = Path("results"),
-    device: DeviceOpt = None,
-    threads: ThreadsOpt = None,
-    workers: WorkersOpt = None,
-    cpu_kernels: KernelsOpt = None,
+    *, opts: RunOptions,
 ) -> None:
     """The whole seed protocol: tune every arm's plugin (baseline and ssc by default), then evaluate.
 
     Example: sscbench reproduce   |   sscbench reproduce --arms baseline,ssc,gradnorm --ablations
     """
     with refusals():
-        spec = _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs, "studies": studies, "pruner": pruner},
-                     evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations,
-                               "arms": _arms_override(spec_file, arms)},
-                     workload={"name": workload},
-                     train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels},
-                     storage={"url": storage})
+        spec = opts.spec(tune={"trials": trials, "epochs": tune_epochs, "studies": studies, "pruner": pruner},
+                         evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations,
+                                   "arms": _arms_override(opts.spec_file, arms)})
         workflow.apply_runtime(spec)
-        to_tune = [a.regularizer for a in spec.evaluate.arms if a.params is None and a.from_ is None]
-        for plugin in dict.fromkeys(to_tune):  # in arm order, each once
+        to_tune = list(dict.fromkeys(a.regularizer for a in spec.evaluate.arms if a.params is None
+                                     and a.from_ is None))  # in arm order, each once
+        for plugin in to_tune:
             registry.load(plugin)  # refuse an unknown plugin before any tuning starts
-        task.prepare(workflow.expand_ablations(spec), [a.regularizer for a in spec.evaluate.arms])
-        for plugin in dict.fromkeys(to_tune):
-            _tune_one(spec, plugin, out, storage, None)
-        _evaluate(spec, out, spec.storage.url)
+        # One resolved run for the whole protocol: the dataset is loaded once for every stage.
+        run = task.resolve_run(spec, [a.regularizer for a in workflow.expand_ablations(spec).evaluate.arms])
+        for plugin in to_tune:
+            _tune_one(run, plugin, opts.out, None)
+        _evaluate(run, opts.out)
 
 
-def _compare(spec: RunSpec, out: Path, storage: str | None) -> CompareResult:
+def _compare(run: Run, out: Path) -> CompareResult:
     with _LazyBar("compare", 1) as bar:
         state = {"stage": ""}
 
@@ -355,8 +387,8 @@ def _compare(spec: RunSpec, out: Path, storage: str | None) -> CompareResult:
         def on_epoch(label: str, epoch: int, share: float) -> None:
             bar.update(description=f"compare: {state['stage']}, epoch {epoch + 1}")
 
-        result, json_path, png_path = compare.run(spec, out, storage, compare.Progress(on_stage, on_epoch),
-                                                  _command_line())
+        result, json_path, png_path = compare.run(run, out, run.spec.storage.url,
+                                                  compare.Progress(on_stage, on_epoch), _command_line())
     _print_compare(result)
     console.print(f"wrote {json_path} and {png_path}")
     return result
@@ -371,6 +403,7 @@ def _print_compare(result: CompareResult) -> None:
 
 
 @app.command("compare")
+@run_options
 def compare_cmd(
     arms: ArmsOpt = None,
     replicates: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "replicates"))] = None,
@@ -384,17 +417,10 @@ def compare_cmd(
     epochs: EpochsOpt = None,
     reference: ReferenceOpt = None,
     ablations: AblationsOpt = None,
-    workload: WorkloadOpt = None,
     workloads: Annotated[str | None, typer.Option(
         "--workloads", help="Comma-separated workloads: the same comparison on each (results in OUT/WORKLOAD/), "
                             "one table row per workload and arm, one plot panel per workload.")] = None,
-    storage: StorageOpt = None,
-    spec_file: SpecOpt = None,
-    out: OutOpt = Path("results"),
-    device: DeviceOpt = None,
-    threads: ThreadsOpt = None,
-    workers: WorkersOpt = None,
-    cpu_kernels: KernelsOpt = None,
+    *, opts: RunOptions,
 ) -> None:
     """Replicated comparison: R complete protocol runs, each with its own data, tuning run and seeds.
 
@@ -403,33 +429,31 @@ def compare_cmd(
     Example: sscbench compare --replicates 10   |   sscbench compare --workloads mnist1d-mlp,mnist1d-cnn
     """
     with refusals():
-        if workload is not None and workloads is not None:
+        if opts.workload is not None and workloads is not None:
             raise SpecError("give --workload or --workloads, not both")
         names = [w.strip() for w in (workloads or "").split(",") if w.strip()]
         if workloads is not None and not names:
             raise SpecError("--workloads needs at least one workload name")
 
         def spec_for(name: str | None) -> RunSpec:
-            return _spec(spec_file, tune={"trials": trials, "epochs": tune_epochs, "pruner": pruner},
-                         evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations, "reference": reference,
-                                   "arms": _arms_override(spec_file, arms)},
-                         compare={"replicates": replicates, "first_replicate": first_replicate, "tune": tune,
-                                  "gamma": gamma},
-                         workload={"name": name},
-                         train={"device": device, "threads": threads, "workers": workers, "cpu_kernels": cpu_kernels},
-                         storage={"url": storage})
+            return opts.spec(name, tune={"trials": trials, "epochs": tune_epochs, "pruner": pruner},
+                             evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations,
+                                       "reference": reference, "arms": _arms_override(opts.spec_file, arms)},
+                             compare={"replicates": replicates, "first_replicate": first_replicate, "tune": tune,
+                                      "gamma": gamma})
 
         if not names:
-            spec = spec_for(workload)
-            _compare(spec, out, spec.storage.url)
+            _compare(task.resolve_run(spec_for(None)), opts.out)
             return
-        specs = {name: spec_for(name) for name in dict.fromkeys(names)}  # every workload refused up front
-        for spec in specs.values():
+        runs = {}
+        for name in dict.fromkeys(names):  # every workload refused up front
+            spec = spec_for(name)
             compare.check(spec)
-            task.prepare(spec, ["baseline", *(a.regularizer for a in workflow.expand_ablations(spec).evaluate.arms)])
+            runs[name] = task.resolve_run(
+                spec, ["baseline", *(a.regularizer for a in workflow.expand_ablations(spec).evaluate.arms)])
         started = compare.now()
-        done = [_compare(spec, out / name, spec.storage.url) for name, spec in specs.items()]
-        result, json_path, png_path = compare.save_workloads(list(specs), done, out, started, _command_line())
+        done = [_compare(run, opts.out / name) for name, run in runs.items()]
+        result, json_path, png_path = compare.save_workloads(list(runs), done, opts.out, started, _command_line())
         console.print(render.workloads_comparison_table(result))
         console.print(f"wrote {json_path} and {png_path}")
 
@@ -451,8 +475,8 @@ def worker_cmd(
 
     Example: sscbench worker --storage postgresql+psycopg://user@db-host/sscbench
     """
-    from sscbench import storage as storage_mod
-    from sscbench import workqueue
+    from sscbench.stages import storage as storage_mod
+    from sscbench.stages import workqueue
 
     with refusals():
         spec = _spec(spec_file, train={"threads": threads}, storage={"url": storage})
@@ -475,11 +499,11 @@ def check_plugin_cmd(
 
     Example: sscbench check-plugin ssc   |   sscbench check-plugin ssc --workload mnist1d-cnn
     """
-    from sscbench import contract
+    from sscbench.contracts import checks as contract
 
     with refusals():
         if workload is not None:
-            task.resolve(RunSpec(workload={"name": workload})).refuse_incompatible(registry.load(name))
+            task.resolve_run(RunSpec(workload={"name": workload}), [name])
         checks = contract.check_plugin(name, None if workload is None else [workload])
     console.print(render.contract_table(name, checks))
     if not all(c.passed for c in checks):
@@ -546,7 +570,7 @@ def report_cmd(
 
     Example: sscbench report --out results   |   sscbench report --reference ssc
     """
-    from sscbench import plot
+    from sscbench.output import plot
 
     with refusals():
         tune_files = sorted(out.glob("tune-*.json"))

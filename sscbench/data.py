@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sscbench.results import write_atomic
+from sscbench.files import write_atomic
 from sscbench.spec import DataSpec
 
 CACHE_FORMAT = 1  # bump when the cached file's layout changes

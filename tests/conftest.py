@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 # A cache inside the checkout (git-ignored) so repeated local runs skip generation.
 os.environ.setdefault("SSCBENCH_CACHE", str(Path(__file__).resolve().parent.parent / ".cache" / "sscbench"))
+
+# A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so would
+# every sscbench process it starts (Python leaves an inherited SIG_IGN alone), so the Ctrl-C tests
+# would see their signal ignored. A handled signal is reset to the default at exec: children get
+# Python's own SIGINT handler back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

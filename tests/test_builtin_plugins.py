@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import jacrev
 
-from sscbench import registry
-from sscbench.model import StackedMLP
+from sscbench.contracts import registry
+from sscbench.engine.model import StackedMLP
 from sscbench.regularizer import BatchContext
 
 WIDTHS = [40, 16, 16, 10]

@@ -10,8 +10,10 @@ import optuna
 import pytest
 from conftest import invoke, ok
 
-from sscbench import results, tuning
-from sscbench.results import EvaluateResult, TuneResult
+from sscbench import files
+from sscbench.output import results
+from sscbench.output.results import EvaluateResult, TuneResult
+from sscbench.stages import tuning
 
 SEED_SPEC = """
 [evaluate]
@@ -251,7 +253,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     def boom(*_args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(results.os, "fsync", boom)
+    monkeypatch.setattr(files.os, "fsync", boom)
     with pytest.raises(OSError):
         results.write_atomic(target, "new content")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["x.json"]
@@ -317,14 +319,14 @@ def test_report_can_compare_against_another_arm_without_training(tmp_path, monke
     spec = write(tmp_path, SEED_SPEC)
     ok("evaluate", "--spec", spec, "--seeds", 3, "--epochs", 1, "--out", tmp_path)
     before = (tmp_path / "evaluate.json").read_text()
-    from sscbench import trainer
+    from sscbench.engine import trainer
 
     monkeypatch.setattr(trainer, "_train_one_stack", lambda *a, **k: pytest.fail("report trained"))
     res = ok("report", "--reference", "ssc", "--out", tmp_path)
     assert "Paired comparison with 'ssc'" in res.output
     assert (tmp_path / "evaluate.json").read_text() == before
     stored = results.load(tmp_path / "evaluate.json", EvaluateResult)
-    from sscbench.workflow import with_reference
+    from sscbench.stages.workflow import with_reference
 
     flipped = with_reference(stored, "ssc").comparisons[0]
     original = stored.comparisons[0]

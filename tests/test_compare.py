@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from sscbench import compare, evaluation, replicate_stats, results
 from sscbench.cli import app
-from sscbench.results import CompareResult, EvaluateResult, ReplicateRecord
+from sscbench.output import results
+from sscbench.output.results import CompareResult, EvaluateResult, ReplicateRecord
+from sscbench.stages import compare, evaluation
+from sscbench.stats import replicates as replicate_stats
 
 runner = CliRunner()
 TINY = ("--seeds", 2, "--trials", 2, "--tune-epochs", 1, "--epochs", 1)
@@ -243,7 +245,7 @@ def test_replicate_records_are_versioned_checkpoints(tiny):
 
 
 def test_stored_work_is_keyed_by_the_code_that_computed_it(monkeypatch):
-    from sscbench import registry
+    from sscbench.contracts import registry
     from sscbench.spec import build_spec
 
     base = registry.code_fingerprint(["baseline", "ssc"])

@@ -19,11 +19,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from sscbench import redact, registry, results, task
+from sscbench import redact
 from sscbench.cli import app
-from sscbench.results import EvaluateResult, ResultsError
+from sscbench.contracts import registry, task
+from sscbench.output import results
+from sscbench.output.results import EvaluateResult, ResultsError
 from sscbench.spec import RunSpec, SpecError, build_spec, format_validation
-from sscbench.storage import StorageError, job_record, open_storage
+from sscbench.stages.storage import StorageError, job_record, open_storage
 
 EXAMPLES = int(os.environ.get("SSCBENCH_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sscbench.model import StackedMLP
+from sscbench.engine.model import StackedMLP
 
 WIDTHS = [40, 256, 256, 10]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sscbench import contract, registry
+from sscbench.contracts import checks as contract
+from sscbench.contracts import registry
 from sscbench.regularizer import BatchContext, Regularizer
 
 PLUGINS = registry.available()

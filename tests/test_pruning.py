@@ -10,11 +10,13 @@ from conftest import invoke, ok
 from optuna.trial import TrialState
 from test_workers import PG, finish, needs_pg, pg_url, spawn, trials_of  # noqa: F401
 
-from sscbench import registry, results, tuning
+from sscbench.contracts import registry, task
 from sscbench.data import Split
-from sscbench.results import CompareResult, TuneResult
+from sscbench.engine.trainer import Member, train_stack
+from sscbench.output import results
+from sscbench.output.results import CompareResult, TuneResult
 from sscbench.spec import TrainSpec
-from sscbench.trainer import Member, train_stack
+from sscbench.stages import tuning
 
 WIDTHS = [40, 32, 32, 10]
 
@@ -83,10 +85,11 @@ def test_a_pruned_study_ends_with_exactly_the_requested_finished_trials(tmp_path
     assert result.budget.model_epochs == sum(t.epochs for t in trials) < 16 * 4
     assert result.budget.pruned == states.count("PRUNED") and result.budget.train_seconds > 0
     assert result.best.state == "COMPLETE"
-    assert tuning.default_study_name(result.spec, registry.load("ssc"), 0) == result.studies[0].study_name
-    assert result.studies[0].study_name != tuning.default_study_name(
-        result.spec.model_copy(update={"tune": result.spec.tune.model_copy(update={"pruner": "none"})}),
-        registry.load("ssc"), 0)
+    assert tuning.default_study_name(task.resolve_run(result.spec), registry.load("ssc"), 0) \
+        == result.studies[0].study_name
+    unpruned = result.spec.model_copy(update={"tune": result.spec.tune.model_copy(update={"pruner": "none"})})
+    assert result.studies[0].study_name != tuning.default_study_name(task.resolve_run(unpruned),
+                                                                     registry.load("ssc"), 0)
 
 
 def test_resume_with_pruned_trials_present_ends_as_an_uninterrupted_study(tmp_path, monkeypatch):
@@ -140,8 +143,8 @@ def test_compare_reports_each_arms_tuning_budget(tmp_path):
 
 
 def test_the_budget_note_says_when_arms_were_not_tuned_alike():
-    from sscbench.compare import budget_note
-    from sscbench.results import ArmBudget, Budget
+    from sscbench.output.results import ArmBudget, Budget
+    from sscbench.stages.compare import budget_note
 
     def arm(name, epochs):
         return ArmBudget(regularizer=name, pruner="hyperband",

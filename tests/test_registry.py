@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sscbench import registry
-from sscbench.registry import PluginError
+from sscbench.contracts import registry
+from sscbench.contracts.registry import PluginError
 
 
 class FakeDist:

@@ -21,12 +21,13 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 from typer.testing import CliRunner
 
-from sscbench import registry, results
 from sscbench.cli import app
+from sscbench.contracts import registry
 from sscbench.data import Split
-from sscbench.results import CompareResult, EvaluateResult
+from sscbench.engine.trainer import Member, train_stack
+from sscbench.output import results
+from sscbench.output.results import CompareResult, EvaluateResult
 from sscbench.spec import TrainSpec
-from sscbench.trainer import Member, train_stack
 
 CLI = [sys.executable, "-m", "sscbench.cli"]
 THREE_UNITS = """

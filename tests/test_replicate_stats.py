@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from sscbench import replicate_stats as rs
-from sscbench import stats
+from sscbench.stats import paired as stats
+from sscbench.stats import replicates as rs
 
 NAN = math.nan
 

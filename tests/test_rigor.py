@@ -7,11 +7,14 @@ import pytest
 import torch
 from conftest import invoke, ok
 
-from sscbench import arms, diagnostics, registry, results
+from sscbench.contracts import registry
 from sscbench.data import Split
-from sscbench.results import EvaluateResult
+from sscbench.engine import diagnostics
+from sscbench.engine.trainer import Member, accuracy, member_hyperparameters, train_stack
+from sscbench.output import results
+from sscbench.output.results import EvaluateResult
 from sscbench.spec import ArmSpec, TrainSpec
-from sscbench.trainer import Member, accuracy, member_hyperparameters, train_stack
+from sscbench.stages import arms
 from sscbench_plugins.ssc import ssc_penalty
 
 WIDTHS = [40, 32, 32, 10]
@@ -98,7 +101,7 @@ def test_shift_accuracy_at_zero_is_accuracy(trained):
 
 
 def test_identical_arms_get_no_detectable_difference(tmp_path, monkeypatch):
-    from sscbench import evaluation
+    from sscbench.stages import evaluation
 
     sizes = []
     real = evaluation.train_stack

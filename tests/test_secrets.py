@@ -22,8 +22,9 @@ from conftest import invoke, ok
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sscbench import redact, results
-from sscbench.results import Provenance, TuneResult
+from sscbench import redact
+from sscbench.output import results
+from sscbench.output.results import Provenance, TuneResult
 from sscbench.spec import RunSpec
 
 PG = os.environ.get("SSCBENCH_TEST_POSTGRES")
@@ -221,10 +222,9 @@ def old_files(tmp_path):
     out = tmp_path / "old"
     ok("tune", "baseline", "--trials", 1, "--epochs", 1, "--out", out)
     path = out / "tune-baseline.json"
-    text = path.read_text()
-    before = json.loads(text)["provenance"]["command"]
-    leaked = text.replace(json.dumps(before), json.dumps(before + " --storage postgresql://bars:s3cretPW@h/db"))
-    path.write_text(leaked)
+    document = json.loads(path.read_text())
+    document["provenance"]["command"] += " --storage postgresql://bars:s3cretPW@h/db"
+    path.write_text(json.dumps(document, indent=2) + "\n")
     path.chmod(0o640)
     return out
 

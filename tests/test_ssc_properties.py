@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sscbench.saliency import NORM_EPS
 from sscbench_plugins.ssc import ssc_penalty
 
 settings.register_profile("sscbench", max_examples=60, deadline=None)
@@ -52,7 +53,11 @@ def test_invariant_under_scaling_one_map_sign_included(batch, data):
     factor = data.draw(st.floats(1e-3, 1e3)) * data.draw(st.sampled_from([-1.0, 1.0]))
     scaled = maps.clone()
     scaled[i] = maps[i] * factor
-    assert abs(value(scaled, labels) - value(maps, labels)) <= 1e-6
+    # Invariant up to the 1e-8 added to each spectrum's norm: a spectrum of norm n moves by about
+    # eps / n relative, so a map scaled down to a small norm may move the value by a few eps / n.
+    norms = torch.linalg.vector_norm(torch.fft.rfft(torch.cat([maps, scaled]), dim=-1).abs(), dim=-1)
+    smallest = float(norms[norms > 0].min()) if bool((norms > 0).any()) else 1.0
+    assert abs(value(scaled, labels) - value(maps, labels)) <= 1e-6 + 4 * NORM_EPS / smallest
 
 
 @given(batches())

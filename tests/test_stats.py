@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from sscbench import stats
+from sscbench.stats import paired as stats
 
 
 def test_paired_ttest_hand_worked():

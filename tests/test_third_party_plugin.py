@@ -28,7 +28,7 @@ def run(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_not_visible_without_the_install():
-    from sscbench import registry
+    from sscbench.contracts import registry
 
     assert "l1saliency" not in registry.available() and "ssc" in registry.available()
 

@@ -28,7 +28,7 @@ def run(site: Path, *args: object, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_not_visible_without_the_install():
-    from sscbench import registry
+    from sscbench.contracts import registry
 
     assert "stripes" not in registry.WORKLOADS.available() and "mnist1d-cnn" in registry.WORKLOADS.available()
 

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sscbench import registry
+from sscbench.contracts import registry
 from sscbench.data import Split
+from sscbench.engine.trainer import Member, epoch_order, split_evenly, stack_progress, train_stack, worker_count
 from sscbench.spec import TrainSpec
-from sscbench.trainer import Member, epoch_order, split_evenly, stack_progress, train_stack, worker_count
 
 WIDTHS = [40, 32, 32, 10]
 SPEC = TrainSpec(batch_size=16)
@@ -137,7 +137,7 @@ def test_a_stack_larger_than_memory_allows_is_split_without_changing_results(sma
 
 
 def test_stack_capacity_follows_free_memory(monkeypatch):
-    from sscbench import trainer
+    from sscbench.engine import trainer
 
     per = trainer.bytes_per_member([40, 256, 256, 10], 128)
     monkeypatch.setattr(trainer, "free_memory_bytes", lambda device: 10 * per)

@@ -21,10 +21,10 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from sscbench import results
-from sscbench.results import CompareResult, EvaluateResult, TuneResult
+from sscbench.output import results
+from sscbench.output.results import CompareResult, EvaluateResult, TuneResult
 from sscbench.spec import RunSpec
-from sscbench.storage import open_storage
+from sscbench.stages.storage import open_storage
 
 PG = os.environ.get("SSCBENCH_TEST_POSTGRES")
 needs_pg = pytest.mark.skipif(PG is None, reason="no PostgreSQL server: run the suite through `make test`, "

@@ -15,12 +15,15 @@ import torch
 from conftest import invoke, ok
 from torch import nn
 
-from sscbench import data, registry, results, task, workflow
+from sscbench import data
+from sscbench.contracts import registry, task
 from sscbench.data import Dataset, Split
+from sscbench.engine.stack import StackedModule
+from sscbench.engine.trainer import Member, train_stack
+from sscbench.output import results
 from sscbench.regularizer import BatchContext
 from sscbench.spec import DataSpec, RunSpec, SpecError, TrainSpec, WorkloadSpec, build_spec
-from sscbench.stack import StackedModule
-from sscbench.trainer import Member, train_stack
+from sscbench.stages import workflow
 from sscbench.workload import Shape, Workload
 
 BUILTIN = ("mnist1d-mlp", "mnist1d-cnn", "mnist1d-shuffled", "mnist1d-noisy")
@@ -39,15 +42,16 @@ def wide_tables(monkeypatch):
 GOLDEN_RUN = """
 import json, sys, tempfile
 from pathlib import Path
-from sscbench import workflow
+from sscbench.contracts import task
+from sscbench.stages import workflow
 from sscbench.spec import build_spec
 out = Path(tempfile.mkdtemp())
 fixed = {"lr": 3e-3, "weight_decay": 1e-3}
 spec = build_spec(None, {"tune": {"trials": 4, "epochs": 2, "round_size": 4}, "evaluate": {"seeds": 2, "epochs": 2,
     "arms": [{"name": "baseline", "regularizer": "baseline", "params": fixed},
              {"name": "ssc", "regularizer": "ssc", "params": fixed | {"lambda_ssc": 0.3}}]}})
-tuned, _ = workflow.tune(spec, "ssc", out)
-ev, _, _ = workflow.evaluate(spec, out)
+tuned, _ = workflow.tune(task.resolve_run(spec, ["ssc"]), "ssc", out)
+ev, _, _ = workflow.evaluate(task.resolve_run(spec), out)
 print(json.dumps({"tune": [{"params": t.params, "value": t.value} for t in tuned.studies[0].trials],
                   "evaluate": {a.name: {"test_accuracy": a.test_accuracy, "train_loss": a.curves.train_loss,
                                         "reg_term": a.curves.reg_term} for a in ev.arms}}))
@@ -152,10 +156,10 @@ def test_the_pre_workload_model_section_reads_as_the_mlp_arguments():
 
 
 def test_study_names_differ_by_workload_and_arguments():
-    from sscbench.tuning import default_study_name
+    from sscbench.stages.tuning import default_study_name
 
     ssc = registry.load("ssc")
-    names = {default_study_name(RunSpec(workload=WorkloadSpec(name=n, args=a)), ssc, 0)
+    names = {default_study_name(task.resolve_run(RunSpec(workload=WorkloadSpec(name=n, args=a))), ssc, 0)
              for n, a in [("mnist1d-mlp", {}), ("mnist1d-mlp", {"hidden": [256, 256]}),
                           ("mnist1d-mlp", {"hidden": [64]}), ("mnist1d-cnn", {}), ("mnist1d-shuffled", {})]}
     assert len(names) == 4  # the filled-in default arguments name the same study as omitted ones
@@ -284,7 +288,9 @@ def test_an_incompatible_plugin_is_refused_before_any_training(with_images, tmp_
         assert res.exit_code == 2, (args, res.output)
         assert "regularizer 'ssc' cannot run on workload 'images'" in res.output and "[6, 6]" in res.output
         assert "Traceback" not in res.output and not out.exists()
-    assert "images" not in __import__("sscbench.contract").contract.accepted_workloads(registry.load("ssc"))
+    from sscbench.contracts import checks
+
+    assert "images" not in checks.accepted_workloads(registry.load("ssc"))
 
 
 def test_a_2d_workload_trains_and_evaluates_without_saliency_spectra(with_images, tmp_path):
@@ -294,8 +300,8 @@ def test_a_2d_workload_trains_and_evaluates_without_saliency_spectra(with_images
                                  {"name": "baseline", "regularizer": "baseline"},
                                  {"name": "gradnorm", "regularizer": "gradnorm"}]}})
     for plugin in ("baseline", "gradnorm"):
-        workflow.tune(spec, plugin, tmp_path)
-    result, _, png = workflow.evaluate(spec, tmp_path)
+        workflow.tune(task.resolve_run(spec, [plugin]), plugin, tmp_path)
+    result, _, png = workflow.evaluate(task.resolve_run(spec), tmp_path)
     assert png.exists() and [a.name for a in result.arms] == ["baseline", "gradnorm"]
     for arm in result.arms:
         assert arm.diagnostics.spectral_consistency is None and arm.diagnostics.spectrum_by_class == []

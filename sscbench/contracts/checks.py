@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from sscbench import registry, task
+from sscbench.contracts import registry, task
+from sscbench.engine.stack import Architecture, Stacked, mlp
 from sscbench.regularizer import OPTIMIZER_PARAMS, BatchContext, Regularizer
 from sscbench.spec import DataSpec, RunSpec, WorkloadSpec
-from sscbench.stack import Architecture, Stacked, mlp
 from sscbench.workload import Shape
 
 S, B = 3, 24

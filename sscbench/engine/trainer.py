@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from sscbench.data import Split
+from sscbench.engine.stack import Architecture, Stacked, as_architecture, concat, mlp, subset
 from sscbench.regularizer import BatchContext, Regularizer
 from sscbench.seeding import STREAM_BATCHES, stream_seed
 from sscbench.spec import TrainSpec
-from sscbench.stack import Architecture, Stacked, as_architecture, concat, mlp, subset
 
 
 @dataclass(frozen=True)

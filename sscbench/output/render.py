@@ -9,8 +9,8 @@ from __future__ import annotations
 from rich.markup import escape
 from rich.table import Table
 
-from sscbench import registry
-from sscbench.results import CompareResult, EvaluateResult, TuneResult, WorkloadsCompareResult
+from sscbench.contracts import registry
+from sscbench.output.results import CompareResult, EvaluateResult, TuneResult, WorkloadsCompareResult
 from sscbench.spec import DataSpec
 
 

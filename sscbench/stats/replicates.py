@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from scipy import stats as sps
 
-from sscbench import stats
+from sscbench.stats import paired as stats
 
 GAMMA = 0.75  # Bouthillier et al.'s threshold for a meaningful P(A > B)
 TWO_LEVEL_RESAMPLES = 10_000

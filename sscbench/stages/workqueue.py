@@ -25,20 +25,23 @@ from dataclasses import asdict
 import optuna
 from optuna.trial import TrialState
 
-from sscbench import data, evaluation, registry, task, tuning
-from sscbench.arms import ResolvedArm
-from sscbench.results import ArmResult
+from sscbench.contracts import registry, task
+from sscbench.contracts.task import Run
+from sscbench.output.results import ArmResult
 from sscbench.spec import RunSpec
-from sscbench.storage import JOB_ATTR, POLL_SECONDS, Storage, StorageError, job_record, requeue, uninterrupted
+from sscbench.stages import evaluation, tuning
+from sscbench.stages.arms import ResolvedArm
+from sscbench.stages.storage import JOB_ATTR, POLL_SECONDS, Storage, StorageError, job_record, requeue, uninterrupted
 
 UNIT_ATTR = "sscbench_unit"
 RESULTS_ATTR = "sscbench_arm_results"
 
 
-def evaluation_study_name(spec: RunSpec, arms: Sequence[ResolvedArm], seeds: Sequence[int]) -> str:
+def evaluation_study_name(run: Run, arms: Sequence[ResolvedArm], seeds: Sequence[int]) -> str:
     """A name that changes with everything deciding a unit's results, the code included."""
+    spec = run.spec
     key = "|".join([
-        spec.data.model_dump_json(), task.key(spec),
+        spec.data.model_dump_json(), run.key,
         spec.train.model_dump_json(exclude={"device", "threads", "workers"}), str(spec.evaluate.epochs),
         json.dumps(list(seeds)), json.dumps([asdict(a) for a in arms], sort_keys=True),
         registry.code_fingerprint([a.regularizer for a in arms], [spec.workload.name]),
@@ -60,9 +63,8 @@ def _queue_missing(study: optuna.Study, trials: list[optuna.trial.FrozenTrial], 
 
 
 def run_shared_evaluation(
-    spec: RunSpec,
+    run: Run,
     arms: list[ResolvedArm],
-    dataset: data.Dataset,
     storage: Storage,
     seeds: Sequence[int],
     on_epoch: Callable[[str, int, float], None] | None = None,
@@ -73,7 +75,8 @@ def run_shared_evaluation(
     With ``wait=False`` it returns None when the units left are all held by other workers.
     """
     groups = evaluation.units(arms)
-    name = evaluation_study_name(spec, arms, seeds)
+    spec = run.spec
+    name = evaluation_study_name(run, arms, seeds)
     study = storage.create_study(name, optuna.samplers.RandomSampler(seed=0))
     with storage.lease(name):
         with storage.serial(name), uninterrupted():
@@ -111,7 +114,7 @@ def run_shared_evaluation(
                     held = None
                     continue
                 with storage.heartbeat([trial._trial_id]):
-                    results = evaluation.evaluate_unit(spec, groups[unit], dataset, seeds, on_epoch)
+                    results = evaluation.evaluate_unit(run, groups[unit], seeds, on_epoch)
                 trial.set_user_attr(RESULTS_ATTR, [json.loads(r.model_dump_json()) for r in results])
                 study.tell(trial, 1.0, skip_if_finished=True)
                 held = None
@@ -141,17 +144,18 @@ def _arm(raw: dict) -> dict:
 
 
 def serve_study(storage: Storage, name: str, job: dict,
-                on_epoch: Callable[[str, int, float], None] | None = None) -> None:
-    """Work on one study as the process that created it would."""
+                on_epoch: Callable[[str, int, float], None] | None = None,
+                datasets: task.Datasets | None = None) -> None:
+    """Work on one study as the process that created it would (``datasets``: those already loaded)."""
     spec = RunSpec.model_validate(job["spec"])
-    dataset = task.resolve(spec).dataset()
     hook = (lambda e, share: on_epoch(name, e, share)) if on_epoch else None
     if job["kind"] == "tune":
-        tuning.run_study(spec, registry.load(job["plugin"]), dataset, storage, name, job["sampler_seed"],
-                         on_epoch=hook)
+        run = task.resolve_run(spec, [job["plugin"]], datasets)
+        tuning.run_study(run, run.plugin(job["plugin"]), storage, name, job["sampler_seed"], on_epoch=hook)
     else:
         arms = [ResolvedArm(**_arm(a)) for a in job["arms"]]
-        run_shared_evaluation(spec, arms, dataset, storage, job["seeds"], on_epoch)
+        run = task.resolve_run(spec, [a.regularizer for a in arms], datasets)
+        run_shared_evaluation(run, arms, storage, job["seeds"], on_epoch)
 
 
 def pending_studies(storage: Storage) -> list[tuple[str, dict]]:

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from sscbench.data import Split
+from sscbench.engine.stack import Stacked
 from sscbench.regularizer import BatchContext, Regularizer
 from sscbench.saliency import normalized_spectrum, spectral_consistency, target_saliency
-from sscbench.stack import Stacked
 
 SHIFTS = tuple(range(-8, 9))
 

@@ -159,7 +159,8 @@ def code_fingerprint(regularizers: Iterable[str], workloads: Iterable[str] = ())
     Stored work (evaluation units, replicate checkpoints) is keyed by it, so editing a plugin, a
     workload or the trainer never returns numbers that the edited code did not compute.
     """
-    files = sorted(Path(__file__).resolve().parent.glob("*.py"))
+    package = Path(__file__).resolve().parents[1]  # sscbench/, every layer of it
+    files = sorted(package.rglob("*.py"))
     plugins = [type(load(n)) for n in sorted(set(regularizers))]
     plugins += [type(load_workload(n)) for n in sorted(set(workloads))]
     for cls in plugins:
@@ -168,5 +169,6 @@ def code_fingerprint(regularizers: Iterable[str], workloads: Iterable[str] = ())
             files.append(Path(source).resolve())
     digest = hashlib.sha256()
     for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        name = path.relative_to(package).as_posix() if path.is_relative_to(package) else path.name
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]

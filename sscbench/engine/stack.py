@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from sscbench.model import StackedMLP
+from sscbench.engine.model import StackedMLP
 
 BYTES_PER_FLOAT = 4
 _GLOBAL_RNG = threading.Lock()  # held while a member is drawn from torch's global RNG

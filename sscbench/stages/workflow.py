@@ -1,8 +1,8 @@
 """The stages as the CLI runs them: spec in, results files out.
 
-What it is: ``tune`` and ``evaluate`` wired end to end (load data, resolve
-plugins and arms, train, summarise, write the versioned JSON and the plot),
-with progress reported through callbacks.
+What it is: ``tune`` and ``evaluate`` wired end to end for a resolved run
+(``sscbench.contracts.task.Run``): resolve the arms, train, summarise, write
+the versioned JSON and the plot, with progress reported through callbacks.
 What it is not: the terminal interface; nothing here prints.
 
 Everything that can be refused (spec, plugin, arm hyperparameters, an unusable
@@ -18,13 +18,16 @@ from pathlib import Path
 
 import torch
 
-from sscbench import arms as arms_mod
-from sscbench import evaluation, plot, registry, results, task, tuning, workqueue
-from sscbench.host import force_kernels
-from sscbench.results import EvaluateResult, TuneResult
+from sscbench.contracts import registry
+from sscbench.contracts.task import Run
+from sscbench.engine.host import force_kernels
+from sscbench.engine.trainer import resolve_device
+from sscbench.output import plot, results
+from sscbench.output.results import EvaluateResult, TuneResult
 from sscbench.spec import RunSpec
-from sscbench.storage import open_storage
-from sscbench.trainer import resolve_device
+from sscbench.stages import arms as arms_mod
+from sscbench.stages import evaluation, tuning, workqueue
+from sscbench.stages.storage import open_storage
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def default_storage(out: Path) -> str:
 
 
 def tune(
-    spec: RunSpec,
+    run: Run,
     regularizer: str,
     out: Path,
     storage: str | None = None,
@@ -78,10 +81,10 @@ def tune(
 ) -> tuple[TuneResult, Path]:
     """Run or resume ``spec.tune.studies`` studies of one plugin; writes ``out/tune-PLUGIN.json``."""
     started = datetime.now(UTC)
-    plugin = registry.load(regularizer)
-    spec = task.prepare(spec, [regularizer])
+    plugin = run.check([regularizer])[0]
+    spec = run.spec
     apply_runtime(spec)
-    dataset = task.resolve(spec).dataset()
+    run.dataset()  # loaded (and a data problem refused) before anything is written
     storage = storage or spec.storage.url  # the argument, else the spec's [storage] url
     opened = open_storage(storage, spec.storage) if storage else None  # a bad URL is refused before any write
     out.mkdir(parents=True, exist_ok=True)
@@ -89,11 +92,11 @@ def tune(
     studies = []
     for k in range(spec.tune.studies):
         seed = spec.tune.sampler_seed + k
-        name = study_name or tuning.default_study_name(spec, plugin, seed)
+        name = study_name or tuning.default_study_name(run, plugin, seed)
         if study_name and spec.tune.studies > 1:
             name = f"{study_name}-{k}"
         on_epoch = (lambda e, share, n=name: progress.on_epoch(n, e, share)) if progress.on_epoch else None
-        studies.append(tuning.run_study(spec, plugin, dataset, opened, name, seed, progress.on_trial, on_epoch))
+        studies.append(tuning.run_study(run, plugin, opened, name, seed, progress.on_trial, on_epoch))
     best_study = max((s for s in studies if s.best), key=lambda s: s.best.value)
     result = TuneResult(
         regularizer=regularizer, spec=spec, search_space=tuning.search_space(spec, plugin),
@@ -107,7 +110,7 @@ def tune(
 
 
 def evaluate(
-    spec: RunSpec, out: Path, progress: Progress = Progress(), command: str = "evaluate", storage: str | None = None,
+    run: Run, out: Path, progress: Progress = Progress(), command: str = "evaluate", storage: str | None = None,
 ) -> tuple[EvaluateResult, Path, Path]:
     """Evaluate every arm of the spec; writes ``out/evaluate.json`` and ``out/evaluate.png``.
 
@@ -115,19 +118,20 @@ def evaluate(
     other processes on the same storage share it and an interrupted run keeps its finished units.
     """
     started = datetime.now(UTC)
-    spec = expand_ablations(spec)
+    run = run.with_spec(expand_ablations(run.spec))
+    spec = run.spec
     known = set(registry.available())  # an unknown plugin is refused by arm resolution, naming the arm
-    spec = task.prepare(spec, [a.regularizer for a in spec.evaluate.arms if a.regularizer in known])
+    run.check([a.regularizer for a in spec.evaluate.arms if a.regularizer in known])
     resolved = arms_mod.resolve(spec.evaluate.arms, out, spec)
     reference = reference_arm(spec)
     apply_runtime(spec)
     storage = storage or spec.storage.url  # the argument, else the spec's [storage] url
     opened = open_storage(storage, spec.storage) if storage else None  # a bad URL is refused before any write
-    dataset = task.resolve(spec).dataset()
+    run.dataset()  # loaded (and a data problem refused) before anything is written
     out.mkdir(parents=True, exist_ok=True)
     opened = opened or open_storage(default_storage(out), spec.storage)
     seeds = list(range(spec.evaluate.seeds))
-    arm_results = workqueue.run_shared_evaluation(spec, resolved, dataset, opened, seeds, progress.on_epoch)
+    arm_results = workqueue.run_shared_evaluation(run, resolved, opened, seeds, progress.on_epoch)
     result = EvaluateResult(
         spec=spec, arms=arm_results, reference=reference,
         comparisons=evaluation.comparisons(arm_results, reference) if reference else [],

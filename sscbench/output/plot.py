@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sscbench.results import CompareResult, EvaluateResult, WorkloadsCompareResult, write_atomic  # noqa: E402
+from sscbench.output.results import CompareResult, EvaluateResult, WorkloadsCompareResult, write_atomic  # noqa: E402
 
 
 def _array(rows: list[list[float | None]] | list[float | None]) -> np.ndarray:

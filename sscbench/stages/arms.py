@@ -16,7 +16,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from sscbench import registry, results, task
+from sscbench.contracts import registry, task
+from sscbench.output import results
 from sscbench.regularizer import OPTIMIZER_PARAMS, Regularizer
 from sscbench.spec import ArmSpec, RunSpec
 

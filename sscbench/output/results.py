@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -24,11 +22,12 @@ from typing import Any, Literal, TypeVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
-from sscbench.host import CpuInfo, cpu_info
+from sscbench.engine.host import CpuInfo, cpu_info
+from sscbench.files import write_atomic
 from sscbench.redact import masked_json, scrub_text
-from sscbench.replicate_stats import ReplicatedComparison
 from sscbench.spec import RunSpec, SearchRange
-from sscbench.stats import Comparison, Summary
+from sscbench.stats.paired import Comparison, Summary
+from sscbench.stats.replicates import ReplicatedComparison
 
 SCHEMA_VERSION = 3
 #: Versions this sscbench reads. Version 2 added ``provenance.cpu``, ``evaluate.covers`` and the
@@ -321,27 +320,6 @@ def provenance(device: str, started: datetime, command: str) -> Provenance:
         started=started.isoformat(), finished=finished.isoformat(),
         wall_seconds=(finished - started).total_seconds(), cpu=cpu_info(),
     )
-
-
-def write_atomic(path: Path, text: str | bytes, mode: int | None = None) -> None:
-    """Write via a temporary file in the same folder and rename: never a truncated file.
-
-    The file gets ``mode`` where given, else the mode an ordinary new file gets (0666 less the umask).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask if mode is None else mode)  # mkstemp creates 0600; results are ordinary files
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode() if isinstance(text, str) else text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def scrubbed(path: Path) -> str | None:

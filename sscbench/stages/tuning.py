@@ -27,13 +27,12 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from sscbench import task
-from sscbench.data import Dataset
+from sscbench.contracts.task import Run
+from sscbench.engine.trainer import Member, stack_progress, train_stack
+from sscbench.output.results import Budget, StudyRecord, TrialRecord
 from sscbench.regularizer import Regularizer
-from sscbench.results import Budget, StudyRecord, TrialRecord
 from sscbench.spec import RunSpec, SearchRange
-from sscbench.storage import JOB_ATTR, POLL_SECONDS, Storage, job_record, requeue, uninterrupted
-from sscbench.trainer import Member, stack_progress, train_stack
+from sscbench.stages.storage import JOB_ATTR, POLL_SECONDS, Storage, job_record, requeue, uninterrupted
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -70,13 +69,14 @@ def make_pruner(spec: RunSpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def default_study_name(spec: RunSpec, plugin: Regularizer, sampler_seed: int) -> str:
+def default_study_name(run: Run, plugin: Regularizer, sampler_seed: int) -> str:
     """Plugin, sampler seed and a hash of everything that changes what a trial means.
 
     The trial count is left out on purpose: asking for more trials resumes the same study.
     """
+    spec = run.spec
     key = "|".join([
-        spec.data.model_dump_json(), task.key(spec),
+        spec.data.model_dump_json(), run.key,
         spec.train.model_dump_json(exclude={"device", "threads", "workers"}
                                    | ({"cpu_kernels"} if spec.train.cpu_kernels == "native" else set())),
         spec.tune.model_dump_json(include={"epochs", "model_seed", "lr", "weight_decay"}
@@ -226,9 +226,8 @@ def _give_back(storage: Storage, study: optuna.Study, numbers: set[int]) -> None
 
 
 def run_study(
-    spec: RunSpec,
+    run: Run,
     plugin: Regularizer,
-    dataset: Dataset,
     storage: Storage,
     study_name: str,
     sampler_seed: int,
@@ -243,12 +242,13 @@ def run_study(
     trials, and waits while others finish theirs; with ``wait=False`` it returns
     None instead of waiting, so the caller can do other work meanwhile.
     """
+    spec, dataset = run.spec, run.dataset()
     sampler = optuna.samplers.TPESampler(seed=sampler_seed, constant_liar=True)
     study = storage.create_study(study_name, sampler, make_pruner(spec))
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise TuningError(f"study '{study_name}' in {storage.masked} is not a maximisation study")
     space, fixed = search_space(spec, plugin), fixed_params(plugin)
-    target, arch = spec.tune.trials, task.resolve(spec).architecture()
+    target, arch = spec.tune.trials, run.architecture
 
     def completed() -> list[optuna.trial.FrozenTrial]:
         return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sscbench import arms as arms_mod
-from sscbench import data, plot, registry, replicate_stats, results, task, tuning, workflow, workqueue
-from sscbench.host import cpu_info
-from sscbench.results import (
+from sscbench.contracts import registry
+from sscbench.contracts.task import Run
+from sscbench.engine.host import cpu_info
+from sscbench.output import plot, results
+from sscbench.output.results import (
     ArmAcrossReplicates,
     ArmBudget,
     CompareResult,
@@ -44,7 +45,10 @@ from sscbench.results import (
     total_budget,
 )
 from sscbench.spec import RunSpec, SpecError
-from sscbench.storage import Storage, open_storage
+from sscbench.stages import arms as arms_mod
+from sscbench.stages import tuning, workflow, workqueue
+from sscbench.stages.storage import Storage, open_storage
+from sscbench.stats import replicates as replicate_stats
 
 DERIVATION = {
     "data_seed": "data.seed + r (mnist1d regenerated: new train, validation and test sets)",
@@ -108,8 +112,9 @@ def key(spec: RunSpec) -> str:
     return hashlib.sha256((dumped + once + "|code=" + code).encode()).hexdigest()[:12]
 
 
-def checkpoint_path(out: Path, spec: RunSpec, r: int) -> Path:
-    return out / "compare-replicates" / key(spec) / f"replicate-{r}.json"
+def checkpoint_path(out: Path, settings: str, r: int) -> Path:
+    """Where replicate ``r`` of the comparison whose ``key`` is ``settings`` is kept."""
+    return out / "compare-replicates" / settings / f"replicate-{r}.json"
 
 
 def to_tune(spec: RunSpec) -> list[str]:
@@ -140,16 +145,16 @@ def stages(spec: RunSpec, r: int) -> int:
     return (len(to_tune(spec)) if tuned_here else 0) + 1
 
 
-def _tune(spec: RunSpec, rep: Replicate, dataset: data.Dataset, regularizer: str, storage: Storage,
+def _tune(run: Run, rep: Replicate, regularizer: str, storage: Storage,
           on_epoch: Callable[[int, float], None] | None, wait: bool = True) -> tuple[TunedPick, int] | None:
     """Run or resume the replicate's study of one plugin; its pick and the model-epochs the study holds.
 
     None when ``wait`` is False and other workers hold the rest of the study.
     """
-    plugin = registry.load(regularizer)
-    name = tuning.default_study_name(spec, plugin, rep.sampler_seed)
+    spec, plugin = run.spec, run.plugin(regularizer)
+    name = tuning.default_study_name(run, plugin, rep.sampler_seed)
     started = time.perf_counter()
-    record = tuning.run_study(spec, plugin, dataset, storage, name, rep.sampler_seed, None, on_epoch, wait)
+    record = tuning.run_study(run, plugin, storage, name, rep.sampler_seed, None, on_epoch, wait)
     if record is None:
         return None
     best = record.best
@@ -164,16 +169,17 @@ def _tune(spec: RunSpec, rep: Replicate, dataset: data.Dataset, regularizer: str
     ), record.budget.model_epochs if record.budget else len(record.trials) * spec.tune.epochs
 
 
-def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: Storage, once: dict[str, TunedPick],
-                  progress: Progress = Progress(), done: int = 0, total: int = 0,
+def run_replicate(run: Run, settings: str, rep: Replicate, out: Path, storage: Storage,
+                  once: dict[str, TunedPick], progress: Progress = Progress(), done: int = 0, total: int = 0,
                   wait: bool = True) -> ReplicateRecord | None:
-    """One complete protocol run; ``once`` holds the picks reused under ``compare.tune = 'once'``.
+    """One complete protocol run of the comparison ``run`` (whose ``key`` is ``settings``); ``once``
+    holds the picks reused under ``compare.tune = 'once'``.
 
     With ``wait=False`` (workers sharing a storage) it does what work it can and returns None
     where the rest is held by other workers.
     """
-    spec_r = replicate_spec(spec, rep)
-    dataset = task.resolve(spec_r).dataset()
+    spec = run.spec
+    run_r = run.with_spec(replicate_spec(spec, rep))  # its data seed: its own dataset, loaded once
     picks: dict[str, TunedPick] = {}
     model_epochs = 0
     started = time.perf_counter()
@@ -185,7 +191,7 @@ def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: Storage, on
         if progress.on_stage:
             progress.on_stage(label, done, total)
         hook = (lambda e, share, label=label: progress.on_epoch(label, e, share)) if progress.on_epoch else None
-        tuned_here = _tune(spec_r, rep, dataset, regularizer, storage, hook, wait)
+        tuned_here = _tune(run_r, rep, regularizer, storage, hook, wait)
         if tuned_here is not None:
             picks[regularizer], spent = tuned_here
             model_epochs += spent
@@ -195,7 +201,8 @@ def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: Storage, on
     tune_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    spec_e = workflow.expand_ablations(spec_r)
+    run_e = run_r.with_spec(workflow.expand_ablations(run_r.spec))
+    spec_e = run_e.spec
     tuned = {reg: (p.params, f"tuned in replicate {p.tuned_in} (study {p.study_name}, trial {p.best_trial}, "
                              f"value {p.best_value:.4f})") for reg, p in picks.items()}
     resolved = arms_mod.resolve(spec_e.evaluate.arms, out, spec_e, tuned=tuned)
@@ -203,7 +210,7 @@ def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: Storage, on
     if progress.on_stage:
         progress.on_stage(label, done, total)
     hook = (lambda _arms, e, share: progress.on_epoch(label, e, share)) if progress.on_epoch else None
-    arm_results = workqueue.run_shared_evaluation(spec_e, resolved, dataset, storage, rep.model_seeds, hook, wait)
+    arm_results = workqueue.run_shared_evaluation(run_e, resolved, storage, rep.model_seeds, hook, wait)
     if arm_results is None:
         return None
     configs = {(a.regularizer, tuple(sorted(a.params.items()))) for a in resolved}
@@ -215,21 +222,21 @@ def run_replicate(spec: RunSpec, rep: Replicate, out: Path, storage: Storage, on
         reg_share=a.diagnostics.reg_share[-1] if a.diagnostics.reg_share else None,
     ) for a in arm_results]
     return ReplicateRecord(
-        key=key(spec), index=rep.index, data_seed=rep.data_seed, sampler_seed=rep.sampler_seed,
+        key=settings, index=rep.index, data_seed=rep.data_seed, sampler_seed=rep.sampler_seed,
         tune_model_seed=rep.tune_model_seed, model_seeds=list(rep.model_seeds), tuning=list(picks.values()),
         arms=arms, tune_seconds=tune_seconds, evaluate_seconds=time.perf_counter() - started,
         model_epochs=model_epochs, cpu=cpu_info(),
     )
 
 
-def load_checkpoint(path: Path, spec: RunSpec, r: int) -> ReplicateRecord | None:
+def load_checkpoint(path: Path, settings: str, r: int) -> ReplicateRecord | None:
     """A finished replicate, if its checkpoint exists; a file that does not match is refused."""
     if not path.exists():
         return None
     record = results.load(path, ReplicateRecord)
-    if record.key != key(spec) or record.index != r:
+    if record.key != settings or record.index != r:
         raise ResultsError(f"{path} holds replicate {record.index} of settings {record.key}, expected replicate "
-                           f"{r} of {key(spec)}: move it away to recompute it")
+                           f"{r} of {settings}: move it away to recompute it")
     return record
 
 
@@ -268,14 +275,16 @@ def summarise(spec: RunSpec, records: list[ReplicateRecord], reference: str | No
     return across, comparisons
 
 
-def run(spec: RunSpec, out: Path, storage: str | None = None, progress: Progress = Progress(),
+def run(run: Run, out: Path, storage: str | None = None, progress: Progress = Progress(),
         command: str = "compare") -> tuple[CompareResult, Path, Path]:
     """Run (or resume) replicates F..F+R-1; writes every checkpoint, ``out/compare.json`` and ``compare.png``."""
     started = datetime.now(UTC)
+    spec = run.spec
     check(spec)
     for regularizer in to_tune(spec):
-        registry.load(regularizer)  # an unknown plugin is refused before any work
-    spec = task.prepare(spec, ["baseline", *(a.regularizer for a in spec.evaluate.arms)])
+        run.plugin(regularizer)  # an unknown plugin is refused before any work
+    run.check(["baseline", *(a.regularizer for a in spec.evaluate.arms)])
+    settings = key(spec)
     expanded = workflow.expand_ablations(spec)
     reference = workflow.reference_arm(expanded)
     arms_mod.resolve(expanded.evaluate.arms, out, expanded,  # a bad arm is refused before any work
@@ -297,16 +306,18 @@ def run(spec: RunSpec, out: Path, storage: str | None = None, progress: Progress
             if r in finished:
                 done += stages(spec, r)
                 continue
-            path = checkpoint_path(out, spec, r)
-            record = load_checkpoint(path, spec, r)
+            path = checkpoint_path(out, settings, r)
+            record = load_checkpoint(path, settings, r)
             if record is not None:
                 reused.append(r)
             elif spec.compare.tune == "once" and r != spec.compare.first_replicate and not once:
                 record = None  # the picks of replicate F are not there yet
             else:
-                record = run_replicate(spec, replicate(spec, r), out, opened, once, progress, done, total, wait)
+                record = run_replicate(run, settings, replicate(spec, r), out, opened, once, progress, done, total,
+                                       wait)
                 if record is not None:
                     results.save(record, path)
+                    run.datasets.forget(replicate_spec(spec, replicate(spec, r)).data)  # nothing trains on it again
             done += stages(spec, r)
             if record is None:
                 continue
@@ -319,7 +330,7 @@ def run(spec: RunSpec, out: Path, storage: str | None = None, progress: Progress
     across, comparisons = summarise(spec, records, reference)
     budgets = tuning_budgets(spec, records)
     result = CompareResult(
-        spec=spec, key=key(spec), derivation=DERIVATION, covers=covers(spec), replicates=records, arms=across,
+        spec=spec, key=settings, derivation=DERIVATION, covers=covers(spec), replicates=records, arms=across,
         reference=reference, comparisons=comparisons, reused_replicates=reused,
         tuning_budgets=budgets, budget_note=budget_note(budgets),
         provenance=results.provenance(spec.train.device, started, command),

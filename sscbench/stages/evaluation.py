@@ -22,13 +22,14 @@ from itertools import groupby
 import numpy as np
 import torch
 
-from sscbench import diagnostics, registry, stats, task
-from sscbench.arms import ResolvedArm
-from sscbench.data import Dataset, Split
-from sscbench.results import ArmResult, Curves, Diagnostics, StudyConfig, TuningSpread, finite_or_none
-from sscbench.spec import RunSpec
-from sscbench.stack import Stacked
-from sscbench.trainer import History, Member, member_hyperparameters, stack_progress, train_stack
+from sscbench.contracts.task import Run
+from sscbench.data import Split
+from sscbench.engine import diagnostics
+from sscbench.engine.stack import Stacked
+from sscbench.engine.trainer import History, Member, member_hyperparameters, stack_progress, train_stack
+from sscbench.output.results import ArmResult, Curves, Diagnostics, StudyConfig, TuningSpread, finite_or_none
+from sscbench.stages.arms import ResolvedArm
+from sscbench.stats import paired as stats
 
 
 def _list(a: np.ndarray) -> list[float | None]:
@@ -58,11 +59,10 @@ class _Measured:
     shift_acc: np.ndarray  # [S, K]
 
 
-def _measure(spec: RunSpec, members: list[Member], regularizer: str, dataset: Dataset,
+def _measure(run: Run, members: list[Member], regularizer: str,
              on_epoch: Callable[[int, float], None] | None) -> _Measured:
-    plugin = registry.load(regularizer)
+    spec, dataset, plugin, arch = run.spec, run.dataset(), run.plugin(regularizer), run.architecture
     device = torch.device(spec.train.device)
-    arch = task.resolve(spec).architecture()
     hp = member_hyperparameters(members, plugin, device)
     probe = Split(dataset.train.x[: spec.train.batch_size], dataset.train.y[: spec.train.batch_size]).to(device)
     seeds = [m.seed for m in members]
@@ -175,9 +175,8 @@ def units(arms: list[ResolvedArm]) -> list[list[ResolvedArm]]:
 
 
 def evaluate_unit(
-    spec: RunSpec,
+    run: Run,
     group: list[ResolvedArm],
-    dataset: Dataset,
     seeds: Sequence[int],
     on_epoch: Callable[[str, int, float], None] | None = None,
 ) -> list[ArmResult]:
@@ -193,7 +192,7 @@ def evaluate_unit(
                for p in stack.configs for seed in seeds]
     label = ", ".join(a.name for a in group)
     hook = (lambda epoch, share: on_epoch(label, epoch, share)) if on_epoch else None
-    measured = _measure(spec, members, group[0].regularizer, dataset, hook)
+    measured = _measure(run, members, group[0].regularizer, hook)
     out = []
     for arm in group:
         picks = study_rows[arm.name]
