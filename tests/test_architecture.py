@@ -97,3 +97,20 @@ def test_no_import_cycles_between_modules():
     for node in graph:
         if node not in state:
             visit(node, [node])
+
+
+def test_every_command_keeps_its_options_and_help_texts():
+    """The options each command had before they were declared once (tests/data/cli-options.json)."""
+    import json
+
+    import typer
+
+    from sscbench.cli import app
+
+    group = typer.main.get_command(app)
+    now = {name: {"help": cmd.help, "params": sorted(
+        [{"opts": sorted(p.opts + p.secondary_opts), "help": getattr(p, "help", None), "default": repr(p.default),
+          "envvar": p.envvar, "required": p.required} for p in cmd.params], key=lambda d: d["opts"])}
+        for name, cmd in sorted(group.commands.items())}
+    before = json.loads((Path(__file__).parent / "data" / "cli-options.json").read_text())
+    assert now == before

@@ -6,12 +6,68 @@ What it is not: a printer; nothing here writes to the terminal.
 
 from __future__ import annotations
 
+from rich.console import Console, ConsoleOptions
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from sscbench.contracts import registry
 from sscbench.output.results import CompareResult, EvaluateResult, TuneResult, WorkloadsCompareResult
 from sscbench.spec import DataSpec
+
+
+class _Table(Table):
+    """A rich ``Table`` that, squeezed below its natural width, keeps every column at least as wide as its
+    longest word (``_fit`` records it as ``min_width``) and shares the rest of the width out in proportion
+    to what each column would like more. Rich on its own narrows the widest columns first, folding a
+    verdict or a number in two (or, given minimum widths, overflows the terminal and gets cropped).
+    Where even the longest words do not fit, the minimum widths are dropped: words are folded, never cut."""
+
+    def _calculate_column_widths(self, console: Console, options: ConsoleOptions) -> list[int]:
+        natural = super()._calculate_column_widths(console, options)
+        budget = options.max_width
+        if sum(natural) <= budget:
+            return natural
+        measured = [self._measure_column(console, options, column) for column in self.columns]
+        lows = [m.minimum for m in measured]
+        highs = [max(m.maximum, m.minimum) for m in measured]
+        spare = budget - sum(lows)
+        if spare < 0:  # the words themselves do not fit: fold them, as rich does without minimum widths
+            minimums = [column.min_width for column in self.columns]
+            try:
+                for column in self.columns:
+                    column.min_width = None
+                return super()._calculate_column_widths(console, options)
+            finally:
+                for column, minimum in zip(self.columns, minimums, strict=True):
+                    column.min_width = minimum
+        wants = [h - lo for lo, h in zip(lows, highs, strict=True)]
+        total = sum(wants) or 1
+        widths = [lo + min(w, spare * w // total) for lo, w in zip(lows, wants, strict=True)]
+        for k in sorted(range(len(widths)), key=lambda k: wants[k] - (widths[k] - lows[k]), reverse=True):
+            if sum(widths) >= budget:  # hand out what integer division left over
+                break
+            widths[k] += min(highs[k] - widths[k], budget - sum(widths))
+        return widths
+
+
+def _table(title: str, *columns: str) -> Table:
+    """A table whose cells wrap at spaces and line breaks and fold a word only where it is wider than its
+    column: nothing is ever cut with an ellipsis, at any width. With ``_fit`` applied once its rows are
+    in, no word is folded either while the longest words fit the terminal (the results' tables are laid
+    out, values stacked in a cell and headers short, so that they do at 80 columns)."""
+    table = _Table(title=title)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    return table
+
+
+def _fit(table: Table) -> Table:
+    """Every column at least as wide as its longest word (header included)."""
+    for column in table.columns:
+        words = [w for cell in (column.header, *column.cells) for w in Text.from_markup(str(cell)).plain.split()]
+        column.min_width = max((len(w) for w in words), default=1)
+    return table
 
 
 def pct(x: float | None) -> str:
@@ -23,9 +79,8 @@ def fmt_params(params: dict[str, float]) -> str:
 
 
 def plugins_table() -> Table:
-    table = Table(title="Regularizer plugins (entry-point group sscbench.regularizers)")
-    for col in ("name", "distribution", "description", "hyperparameters (default; search range)", "inputs"):
-        table.add_column(col, overflow="fold")
+    table = _table("Regularizer plugins (entry-point group sscbench.regularizers)",
+                   "name", "distribution", "description", "hyperparameters (default; search range)", "inputs")
     for name, info in registry.discover().items():
         try:
             plugin = registry.load(name)
@@ -41,14 +96,13 @@ def plugins_table() -> Table:
         inputs = "any" if plugin.input_rank is None else f"rank {plugin.input_rank}"
         table.add_row(name, f"{info.distribution} {info.version}", escape(plugin.description),
                       "\n".join(hp) or "(none: lr and weight_decay only)", inputs)
-    return table
+    return _fit(table)
 
 
 def workloads_table() -> Table:
     """Every discovered workload: its description, arguments and what its models take and give."""
-    table = Table(title="Workloads (entry-point group sscbench.workloads)")
-    for col in ("name", "distribution", "description", "arguments (default)", "sample shape / classes"):
-        table.add_column(col, overflow="fold")
+    table = _table("Workloads (entry-point group sscbench.workloads)",
+                   "name", "distribution", "description", "arguments (default)", "sample shape / classes")
     for name, info in registry.WORKLOADS.discover().items():
         try:
             workload = registry.load_workload(name)
@@ -61,49 +115,44 @@ def workloads_table() -> Table:
         listed = [f"{k} = {v}" for k, v in args.model_dump().items()]
         table.add_row(name, f"{info.distribution} {info.version}", escape(workload.description),
                       escape("\n".join(listed)) or "(none)", f"{list(shape.input)} / {shape.classes}")
-    return table
+    return _fit(table)
 
 
 def workloads_comparison_table(result: WorkloadsCompareResult) -> Table:
-    """Does the gain survive a change of task? One row per workload and arm."""
-    table = Table(title="The same comparison on every workload (score = mean test accuracy over seeds)")
-    for col in ("workload", "arm", "score over replicates (sd)", "diff vs reference [95% CI]", "P(A > B) [95% CI]",
-                "p (t-test)", "verdict"):
-        table.add_column(col)
+    """Does the gain survive a change of task? One section per workload, one row per arm."""
+    table = _table("The same comparison on every workload (score = mean test accuracy over seeds)",
+                   "workload / arm", "score (sd)", "diff vs ref [95% CI]", "P(A > B) [95% CI] / p (t)", "verdict")
     for name, res in zip(result.workloads, result.results, strict=True):
         comps = {c.arm: c for c in res.comparisons}
+        table.add_row(f"[bold]{escape(name)}[/bold]", "", "", "", "")
         for k, arm in enumerate(res.arms):
             c = comps.get(arm.name)
-            cells = (["reference", "", "", ""] if arm.name == res.reference else ["-", "-", "-", "-"]) if c is None \
-                else [f"{100 * c.mean_diff:+.2f} {_interval(c.ci_low, c.ci_high)}",
-                      f"{c.p_outperform:.2f} [{c.p_outperform_ci_low:.2f}, {c.p_outperform_ci_high:.2f}]",
-                      _num(c.p_ttest), _colour(c.verdict)]
-            table.add_row(name if k == 0 else "", arm.name, f"{pct(arm.mean)} ({pct(arm.std_ddof1)})", *cells,
+            cells = (["reference", "", ""] if arm.name == res.reference else ["-", "-", "-"]) if c is None \
+                else [_diff(c.mean_diff, c.ci_low, c.ci_high), f"{_p_outperform(c)}\np {_num(c.p_ttest)}",
+                      _colour(c.verdict)]
+            table.add_row(f"  {escape(arm.name)}", f"{pct(arm.mean)}\n({pct(arm.std_ddof1)})", *cells,
                           end_section=k == len(res.arms) - 1)
     r = len(result.results[0].replicates) if result.results else 0
     table.caption = f"{r} replicate(s) per workload; verdicts as in `sscbench compare` (docs/statistics.md)."
-    return table
+    return _fit(table)
 
 
 def contract_table(name: str, checks: list) -> Table:
     """One row per contract check: passed or the violation."""
     workloads = list(dict.fromkeys(c.workload for c in checks))
-    table = Table(title=f"Contract checks of regularizer '{name}' on {len(workloads)} workload(s)")
-    for col in ("workload", "check", "result"):
-        table.add_column(col)
-    table.add_column("detail", overflow="fold")
+    table = _table(f"Contract checks of regularizer '{name}' on {len(workloads)} workload(s)",
+                   "workload", "check", "result", "detail")
     for k, c in enumerate(checks):
         first = k == 0 or checks[k - 1].workload != c.workload
         last = k == len(checks) - 1 or checks[k + 1].workload != c.workload
         table.add_row(c.workload if first else "", c.check, "[green]pass[/green]" if c.passed else "[red]FAIL[/red]",
                       escape(c.message), end_section=last)
-    return table
+    return _fit(table)
 
 
 def tune_table(result: TuneResult, top: int = 5) -> Table:
-    table = Table(title=f"Tuning '{result.regularizer}': best trials (validation accuracy)")
-    for col in ("study", "trial", "value", "hyperparameters"):
-        table.add_column(col)
+    table = _table(f"Tuning '{result.regularizer}': best trials (validation accuracy)",
+                   "study", "trial", "value", "hyperparameters")
     rows = [(s.study_name, t) for s in result.studies for t in s.trials if t.state == "COMPLETE"]
     rows.sort(key=lambda r: -r[1].value)
     for study, trial in rows[:top]:
@@ -117,22 +166,21 @@ def tune_table(result: TuneResult, top: int = 5) -> Table:
         caption += (f"; budget {result.budget.model_epochs:,} model-epochs, "
                     f"{result.budget.train_seconds:.1f} s training")
     table.caption = caption
-    return table
+    return _fit(table)
 
 
 def evaluate_table(result: EvaluateResult) -> Table:
     """The seed's results table: mode, test accuracy mean +- std (ddof 0), best hyperparameters."""
     n = result.spec.evaluate.seeds
-    table = Table(title=f"Test accuracy after {result.spec.evaluate.epochs} epochs, {n} seeds")
-    for col in ("arm", "test accuracy (mean ± std)", "std (ddof 1)", "per seed", "hyperparameters"):
-        table.add_column(col)
+    table = _table(f"Test accuracy after {result.spec.evaluate.epochs} epochs, {n} seeds",
+                   "arm", "test accuracy (mean ± std)", "std (ddof 1)", "per seed", "hyper- parameters")
     for arm in result.arms:
         mean_std = f"{pct(arm.mean)} ± {pct(arm.std)}"
         if arm.diverged:
             mean_std += f" ({len(arm.diverged)} diverged)"
         table.add_row(arm.name, mean_std, pct(arm.std_ddof1),
                       " ".join(pct(v) for v in arm.test_accuracy), fmt_params(arm.params))
-    return table
+    return _fit(table)
 
 
 def _num(x: float | None, fmt: str = ".3g") -> str:
@@ -143,24 +191,30 @@ def _interval(low: float | None, high: float | None) -> str:
     return "-" if low is None or high is None else f"[{100 * low:+.2f}, {100 * high:+.2f}]"
 
 
+def _diff(mean: float, low: float | None, high: float | None) -> str:
+    """A difference in accuracy points over its interval (two lines, so it fits a narrow column)."""
+    return f"{100 * mean:+.2f}\n{_interval(low, high)}"
+
+
+def _p_outperform(c: object) -> str:
+    return f"{c.p_outperform:.2f} [{c.p_outperform_ci_low:.2f}, {c.p_outperform_ci_high:.2f}]"
+
+
 def comparison_table(result: EvaluateResult) -> Table:
     """Paired statistics of every arm against the reference (differences in accuracy points)."""
     n = result.spec.evaluate.seeds
-    table = Table(title=f"Paired comparison with '{result.reference}' over {n} seeds (alpha 0.05)")
-    for col in ("arm", "mean diff [95% CI]", "p (t-test)", "p (Wilcoxon)", "Hedges' g", "P(A > B)",
-                "verdict", "seeds for 80% power"):
-        table.add_column(col)
+    table = _table(f"Paired comparison with '{result.reference}' over {n} seeds (alpha 0.05)",
+                   "arm", "diff [95% CI]", "p: t / W", "Hedges g", "P(A > B)", "verdict", "seeds for 80% power")
     for c in result.comparisons:
-        colour = {"better": "green", "worse": "red"}.get(c.verdict, "yellow")
         table.add_row(
-            c.arm, f"{100 * c.mean_diff:+.2f} {_interval(c.ci_low, c.ci_high)}",
-            _num(c.p_ttest), _num(c.p_wilcoxon), _num(c.hedges_g, ".2f"), f"{c.prob_improvement:.2f}",
-            f"[{colour}]{c.verdict}[/{colour}]", "-" if c.seeds_for_power is None else str(c.seeds_for_power),
+            escape(c.arm), _diff(c.mean_diff, c.ci_low, c.ci_high), f"t {_num(c.p_ttest)}\nW {_num(c.p_wilcoxon)}",
+            _num(c.hedges_g, ".2f"), f"{c.prob_improvement:.2f}", _colour(c.verdict),
+            "-" if c.seeds_for_power is None else str(c.seeds_for_power),
         )
     caption = (f"CI: {result.comparisons[0].ci_method} bootstrap, {result.comparisons[0].ci_resamples} "
                "resamples; verdict from the paired t-test. " if result.comparisons else "")
     table.caption = f"{caption}Covers {result.covers}."
-    return table
+    return _fit(table)
 
 
 def _colour(verdict: str) -> str:
@@ -168,65 +222,91 @@ def _colour(verdict: str) -> str:
     return f"[{colour}]{verdict}[/{colour}]"
 
 
+#: The width every results table is laid out to fit without folding a word: a terminal's, or rich's
+#: assumption when the output goes to a file or a pipe.
+DESIGN_WIDTH = 80
+
+
+def _fits_wide(names: list[str]) -> bool:
+    """Whether a column per arm (its score, "(sd 12.34%)" under it) fits ``DESIGN_WIDTH`` beside the "r" column."""
+    return 5 + sum(max(len(n), 7) + 3 for n in names) + 1 <= DESIGN_WIDTH
+
+
 def replicates_table(result: CompareResult) -> Table:
-    """One row per replicate: what it derived from its index, each arm's score, the paired differences."""
-    table = Table(title=f"Replicates: score = mean test accuracy over {result.spec.evaluate.seeds} seeds")
-    for col in ("r", "data seed", "sampler seed", "model seeds"):
-        table.add_column(col)
+    """Each replicate's score per arm and its difference with the reference.
+
+    What replicate r derives from its index (data seed, sampler seed, model seeds) is in the
+    caption and, per replicate, in the JSON file.
+    """
+    title = f"Replicates: score = mean test accuracy over {result.spec.evaluate.seeds} seeds"
     names = [a.name for a in result.arms]
-    for name in names:
-        table.add_column(name)
-    others = [c.arm for c in result.comparisons]
-    for name in others:
-        table.add_column(f"{name} − {result.reference}")
-    for rec in result.replicates:
-        scores = {a.name: a.score for a in rec.arms}
-        seeds = f"{rec.model_seeds[0]}..{rec.model_seeds[-1]}"
-        diffs = []
-        for name in others:
-            a, b = scores.get(name), scores.get(result.reference or "")
-            diffs.append("-" if a is None or b is None else f"{100 * (a - b):+.2f}")
-        table.add_row(str(rec.index), str(rec.data_seed), str(rec.sampler_seed), seeds,
-                      *(pct(scores.get(n)) for n in names), *diffs)
+    diffs = {c.arm for c in result.comparisons}
+
+    def cell(rec_scores: dict[str, float | None], name: str) -> str:
+        a, b = rec_scores.get(name), rec_scores.get(result.reference or "")
+        if name not in diffs:
+            return pct(a)
+        return f"{pct(a)}\n{'-' if a is None or b is None else f'{100 * (a - b):+.2f}'}"
+
     means = {a.name: a for a in result.arms}
-    table.add_row("mean", "", "", "", *(f"{pct(means[n].mean)} (sd {pct(means[n].std_ddof1)})" for n in names),
-                  *(f"{100 * c.mean_diff:+.2f}" for c in result.comparisons), end_section=True)
-    return table
+    mean_diff = {c.arm: c.mean_diff for c in result.comparisons}
+    wide = _fits_wide(names)
+    if wide:
+        table = _table(title, "r", *(escape(n) for n in names))
+        for rec in result.replicates:
+            scores = {a.name: a.score for a in rec.arms}
+            table.add_row(str(rec.index), *(cell(scores, n) for n in names))
+        table.add_row("mean", *(f"{pct(means[n].mean)}\n" + (f"{100 * mean_diff[n]:+.2f}\n" if n in mean_diff else "")
+                                + f"(sd {pct(means[n].std_ddof1)})" for n in names), end_section=True)
+    else:
+        table = _table(title, "r", "arm", "score", f"− {escape(result.reference or '')}")
+        for rec in result.replicates:
+            scores = {a.name: a.score for a in rec.arms}
+            for k, n in enumerate(names):
+                lines = cell(scores, n).split("\n")
+                table.add_row(str(rec.index) if k == 0 else "", escape(n), lines[0], lines[1] if len(lines) > 1 else "",
+                              end_section=k == len(names) - 1)
+        for n in names:
+            table.add_row("mean", escape(n), f"{pct(means[n].mean)} (sd {pct(means[n].std_ddof1)})",
+                          f"{100 * mean_diff[n]:+.2f}" if n in mean_diff else "")
+    below = f", under each score its difference with '{escape(result.reference)}'" if result.reference else ""
+    table.caption = (f"Replicate r: data seed {result.spec.data.seed} + r, sampler seed "
+                     f"{result.spec.tune.sampler_seed} + r, model seeds rN..rN+N-1 (N = {result.spec.evaluate.seeds})"
+                     f"{below if wide else ''}.")
+    return _fit(table)
 
 
 def replicated_comparison_table(result: CompareResult) -> Table:
     """The decision over replicates: difference, P(A > B), t-test, verdict, power, variance split."""
     r = len(result.replicates)
-    table = Table(title=f"Replicated comparison with '{result.reference}' over {r} replicates")
-    for col in ("arm", "mean diff [95% CI]", "two-level CI", "P(A > B) [95% CI]", "p (t-test)", "verdict",
-                "replicates for 80% power", "variance: replicates / seeds"):
-        table.add_column(col)
+    table = _table(f"Replicated comparison with '{result.reference}' over {r} replicates",
+                   "arm", "diff [95% CI] / two-level", "P(A > B) [95% CI]", "p (t)", "verdict",
+                   "R for 80% power", "var. rep / seed")
     for c in result.comparisons:
         share = ("-" if c.variance_share_replicates is None
-                 else f"{100 * c.variance_share_replicates:.0f}% / {100 * c.variance_share_seeds:.0f}%")
+                 else f"{100 * c.variance_share_replicates:.0f}% /\n{100 * c.variance_share_seeds:.0f}%")
         table.add_row(
-            c.arm, f"{100 * c.mean_diff:+.2f} {_interval(c.ci_low, c.ci_high)}",
-            _interval(c.ci_two_level_low, c.ci_two_level_high),
-            f"{c.p_outperform:.2f} [{c.p_outperform_ci_low:.2f}, {c.p_outperform_ci_high:.2f}]", _num(c.p_ttest),
-            _colour(c.verdict), "-" if c.replicates_for_power is None else str(c.replicates_for_power), share,
+            escape(c.arm), _diff(c.mean_diff, c.ci_low, c.ci_high) + "\n" + _interval(c.ci_two_level_low,
+                                                                                        c.ci_two_level_high),
+            _p_outperform(c), _num(c.p_ttest), _colour(c.verdict),
+            "-" if c.replicates_for_power is None else str(c.replicates_for_power), share,
         )
     gamma = result.spec.compare.gamma
     table.caption = (f"Verdict: better / worse only when the paired t-test over replicates rejects at 0.05, the "
                      f"P(A > B) interval excludes 0.5 and P(A > B) >= {gamma:g} (<= {1 - gamma:g}). "
                      f"Covers {result.covers}." + (f" Tuning: {result.budget_note}." if result.budget_note else ""))
-    return table
+    return _fit(table)
 
 
 def budget_table(result: CompareResult) -> Table:
     """Each tuned plugin's tuning budget over the replicates: model-epochs, training time, trials."""
-    table = Table(title="Tuning budget over the replicates")
-    for col in ("plugin", "pruner", "model-epochs", "training s", "complete / pruned trials"):
-        table.add_column(col)
+    table = _table("Tuning budget over the replicates",
+                   "plugin", "pruner", "model-epochs", "training s", "complete / pruned trials")
     for b in result.tuning_budgets:
         table.add_row(b.regularizer, b.pruner, f"{b.budget.model_epochs:,}", f"{b.budget.train_seconds:.0f}",
                       f"{b.budget.complete} / {b.budget.pruned}")
     table.caption = result.budget_note
-    return table
+    return _fit(table)
 
 
 def _symmetric(by_shift: dict[int, float | None], k: int) -> float | None:
@@ -237,23 +317,25 @@ def _symmetric(by_shift: dict[int, float | None], k: int) -> float | None:
 
 def diagnostics_table(result: EvaluateResult) -> Table:
     """Mechanism diagnostics per arm (final epoch where they change per epoch)."""
-    table = Table(title="Diagnostics (means over seeds)")
-    for col in ("arm", "95% CI of mean acc", "median", "term / loss", "|grad term| / |grad CE|",
-                "spectral consistency (test)", "acc at shift 0 / ±4 / ±8", "tuning spread"):
-        table.add_column(col)
+    table = _table("Diagnostics (means over seeds)", "arm", "accuracy: 95% CI / median",
+                   "term: share of loss / |grad| vs CE", "SC (test)", "accuracy at shift 0 / ±4 / ±8",
+                   "tuning spread")
     for arm in result.arms:
         d = arm.diagnostics
         at = dict(zip(d.shifts, d.shift_accuracy, strict=True))
         spread = "-"
         if arm.tuning_spread is not None:
             sp = arm.tuning_spread
-            spread = f"{len(sp.configs)} studies: {pct(sp.min)}..{pct(sp.max)} (sd {pct(sp.std_ddof1)})"
-        ci = "-" if arm.summary is None else f"[{pct(arm.summary.ci_low)}, {pct(arm.summary.ci_high)}]"
+            spread = f"{len(sp.configs)} studies:\n{pct(sp.min)} to\n{pct(sp.max)}\n(sd {pct(sp.std_ddof1)})"
+        ci = "-" if arm.summary is None else f"[{pct(arm.summary.ci_low)},\n{pct(arm.summary.ci_high)}]"
         table.add_row(
-            arm.name, ci, pct(arm.summary.median if arm.summary else None),
-            _num(d.reg_share[-1] if d.reg_share else None),
-            _num(d.grad_norm_ratio[-1] if d.grad_norm_ratio else None),
+            escape(arm.name), f"{ci}\nmedian {pct(arm.summary.median if arm.summary else None)}",
+            f"loss {_num(d.reg_share[-1] if d.reg_share else None)}\n"
+            f"grad {_num(d.grad_norm_ratio[-1] if d.grad_norm_ratio else None)}",
             _num(d.spectral_consistency, ".4g"),
-            f"{pct(at.get(0))} / {pct(_symmetric(at, 4))} / {pct(_symmetric(at, 8))}", spread,
+            f"{pct(at.get(0))}\n{pct(_symmetric(at, 4))}\n{pct(_symmetric(at, 8))}", spread,
         )
-    return table
+    table.caption = ("Term: the regularizer's share of the loss and its gradient norm against the cross-entropy's "
+                     "(last epoch). SC: spectral consistency of the test saliency (lower: more alike within a "
+                     "class). Accuracy at shift ±k: the mean over shifts +k and -k.")
+    return _fit(table)

@@ -178,13 +178,14 @@ def serve(storage: Storage, until_empty: bool, on_study: Callable[[str], None] |
     Returns the names of the studies it worked on. A SQLite study that another process holds is left to it.
     """
     served: list[str] = []
+    datasets = task.Datasets(limit=4)  # a replicate's studies (its tuning, its evaluation) share its dataset
     while True:
         progressed = False
         for name, job in pending_studies(storage):
             if on_study:
                 on_study(name)
             try:
-                serve_study(storage, name, job, on_epoch)
+                serve_study(storage, name, job, on_epoch, datasets)
             except StorageError:
                 if storage.shared:
                     raise

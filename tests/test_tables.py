@@ -1,0 +1,87 @@
+"""Every table stays readable at 80 columns (a terminal, or rich's width when output goes to a file).
+
+No cell is cut with an ellipsis, no line is wider than 80 characters, and no word of a cell that
+carries a number or a verdict is folded in two. The results come from real tiny runs, one of them
+with seven arms (four plugins and their ablations), so that the wide and the long layout of the
+replicates table are both drawn.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from conftest import ok
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from sscbench.output import render, results
+from sscbench.output.results import CompareResult, EvaluateResult, TuneResult, WorkloadsCompareResult
+
+TINY = ["--trials", "2", "--tune-epochs", "1", "--seeds", "2", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tables")
+    ok("reproduce", *TINY, "--arms", "baseline,labelsmooth", "--ablations", "--out", out / "run")
+    ok("compare", *TINY, "--replicates", "2", "--out", out / "two")
+    ok("compare", *TINY, "--replicates", "2", "--arms", "baseline,ssc,gradnorm,labelsmooth", "--ablations",
+       "--out", out / "seven")
+    ok("compare", *TINY, "--replicates", "2", "--workloads", "mnist1d-mlp,mnist1d-shuffled", "--out", out / "w")
+    return out
+
+
+def tables(out) -> dict[str, Table]:
+    evaluation = results.load(out / "run" / "evaluate.json", EvaluateResult)
+    found = {"plugins": render.plugins_table(), "workloads": render.workloads_table(),
+             "tune": render.tune_table(results.load(out / "run" / "tune-labelsmooth.json", TuneResult)),
+             "evaluate": render.evaluate_table(evaluation), "comparison": render.comparison_table(evaluation),
+             "diagnostics": render.diagnostics_table(evaluation),
+             "workloads comparison": render.workloads_comparison_table(
+                 results.load(out / "w" / "compare-workloads.json", WorkloadsCompareResult))}
+    for name in ("two", "seven"):
+        compared = results.load(out / name / "compare.json", CompareResult)
+        found |= {f"replicates ({name} arms)": render.replicates_table(compared),
+                  f"budget ({name} arms)": render.budget_table(compared),
+                  f"replicated comparison ({name} arms)": render.replicated_comparison_table(compared)}
+    return found
+
+
+def rendered(table: Table, width: int = 80) -> str:
+    console = Console(file=io.StringIO(), width=width, color_system=None, legacy_windows=False)
+    console.print(table)
+    return console.file.getvalue()
+
+
+def test_every_table_reads_at_80_columns_with_every_word_whole(tiny):
+    drawn = tables(tiny)
+    assert "mean" in rendered(drawn["replicates (two arms)"]) and "arm" in rendered(drawn["replicates (seven arms)"])
+    for name, table in drawn.items():
+        text = rendered(table)
+        assert "…" not in text, name
+        assert max(len(line) for line in text.splitlines()) <= 80, name
+        words = " ".join(text.replace("│", " ").replace("┃", " ").split())
+        for column in table.columns:
+            for cell in column.cells:
+                for word in Text.from_markup(str(cell)).plain.split():
+                    assert f" {word} " in f" {words} ", f"{name}: '{word}' is folded or missing"
+
+
+def test_narrower_than_its_words_a_table_folds_and_never_cuts(tiny):
+    for name, table in tables(tiny).items():
+        assert "…" not in rendered(table, width=40), name
+
+
+def test_squeezed_a_table_keeps_whole_words_while_they_fit_and_never_crops_a_column():
+    def draw(width: int) -> str:
+        table = render._table("t", "arm", "diff [95% CI]", "verdict", "n for 80% power")
+        table.add_row("labelsmooth-off", "+0.48\n[+0.05, +0.83]", "no detectable difference", "23")
+        return rendered(render._fit(table), width)
+
+    roomy = draw(50)  # the longest words fit: rich alone would fold "detectable" here
+    assert "detectable" in roomy and "labelsmooth-off" in roomy and "[+0.05," in roomy
+    for width in (30, 46, 50, 80):
+        lines = [line for line in draw(width).splitlines() if line[:1] in "┏┃┡│└"]
+        assert lines and all(len(line) <= width and line[-1] in "┓┃┩│┘" for line in lines), width  # not cropped
