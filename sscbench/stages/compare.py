@@ -32,7 +32,7 @@ import numpy as np
 from sscbench.contracts import registry
 from sscbench.contracts.task import Run
 from sscbench.engine.host import cpu_info
-from sscbench.output import plot, results
+from sscbench.output import results
 from sscbench.output.results import (
     ArmAcrossReplicates,
     ArmBudget,
@@ -337,6 +337,8 @@ def run(run: Run, out: Path, storage: str | None = None, progress: Progress = Pr
     )
     json_path, png_path = out / "compare.json", out / "compare.png"
     results.save(result, json_path)
+    from sscbench.output import plot  # matplotlib is imported only when a figure is drawn
+
     plot.save_compare_figure(result, png_path)
     return result, json_path, png_path
 
@@ -380,6 +382,8 @@ def save_workloads(names: list[str], done: list[CompareResult], out: Path, start
                                     provenance=results.provenance(done[0].spec.train.device, started, command))
     json_path, png_path = out / "compare-workloads.json", out / "compare-workloads.png"
     results.save(result, json_path)
+    from sscbench.output import plot
+
     plot.save_workloads_figure(result, png_path)
     return result, json_path, png_path
 

@@ -22,7 +22,7 @@ from sscbench.contracts import registry
 from sscbench.contracts.task import Run
 from sscbench.engine.host import force_kernels
 from sscbench.engine.trainer import resolve_device
-from sscbench.output import plot, results
+from sscbench.output import results
 from sscbench.output.results import EvaluateResult, TuneResult
 from sscbench.spec import RunSpec
 from sscbench.stages import arms as arms_mod
@@ -139,6 +139,8 @@ def evaluate(
     )
     json_path, png_path = out / "evaluate.json", out / "evaluate.png"
     results.save(result, json_path)
+    from sscbench.output import plot  # matplotlib is imported only when a figure is drawn
+
     plot.save_figure(result, png_path)
     return result, json_path, png_path
 

@@ -18,7 +18,6 @@ import warnings
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy import stats
 
 ALPHA = 0.05
 POWER = 0.8
@@ -79,7 +78,7 @@ def bootstrap_mean_ci(values: np.ndarray, seed: int = 0, resamples: int = BOOTST
     for method in (BOOTSTRAP_METHOD, "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # BCa warns (and returns NaN) on tiny degenerate resamples
-            res = stats.bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=level,
+            res = _scipy().bootstrap((values,), np.mean, n_resamples=resamples, confidence_level=level,
                                   method=method, rng=np.random.default_rng(seed))
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
@@ -122,7 +121,7 @@ def paired_ttest_p(diffs: np.ndarray) -> float:
     diffs = np.asarray(diffs, dtype=float)
     if diffs.size < 2 or np.ptp(diffs) == 0:
         return 1.0 if np.all(diffs == 0) else (0.0 if diffs.size >= 2 else math.nan)
-    return float(stats.ttest_1samp(diffs, 0.0).pvalue)
+    return float(_scipy().ttest_1samp(diffs, 0.0).pvalue)
 
 
 def wilcoxon_p(diffs: np.ndarray) -> float:
@@ -135,7 +134,15 @@ def wilcoxon_p(diffs: np.ndarray) -> float:
         return 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(stats.wilcoxon(diffs).pvalue)
+        return float(_scipy().wilcoxon(diffs).pvalue)
+
+
+def _scipy():
+    """scipy.stats, imported at first use: it takes about half a second, which every start of the
+    command line would pay for commands that compute no statistic."""
+    from scipy import stats
+
+    return stats
 
 
 def paired_ttest_power(effect: float, n: int, alpha: float = ALPHA) -> float:
@@ -143,9 +150,9 @@ def paired_ttest_power(effect: float, n: int, alpha: float = ALPHA) -> float:
     if n < 2:
         return 0.0
     df = n - 1
-    crit = stats.t.ppf(1 - alpha / 2, df)
+    crit = _scipy().t.ppf(1 - alpha / 2, df)
     nc = abs(effect) * math.sqrt(n)
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    return float(_scipy().nct.sf(crit, df, nc) + _scipy().nct.cdf(-crit, df, nc))
 
 
 def seeds_for_power(diffs: np.ndarray, power: float = POWER, alpha: float = ALPHA) -> int | None:

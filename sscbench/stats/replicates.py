@@ -27,7 +27,6 @@ import math
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
-from scipy import stats as sps
 
 from sscbench.stats import paired as stats
 
@@ -87,7 +86,7 @@ def wilson_interval(p: float, n: int, level: float = 0.95) -> tuple[float, float
     """
     if n <= 0:
         return math.nan, math.nan
-    z = float(sps.norm.ppf(0.5 + level / 2))
+    z = float(stats._scipy().norm.ppf(0.5 + level / 2))
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, centre - half), min(1.0, centre + half)
