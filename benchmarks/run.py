@@ -6,7 +6,8 @@ memory with ratios, and writes ``results/bench.json`` with the machine's
 description. Implementations run round-robin, each repeat in a fresh worker
 process (so peak memory is its own) that first runs the same work on two
 batches untimed, so one-time start-up costs are left out; all in one
-invocation. ``sscbench reproduce`` and the plain protocol script are timed
+invocation. At the tiny size (``--tiny``, the suite's check that the benchmark
+runs; its numbers are not reported) one process measures every row in turn. ``sscbench reproduce`` and the plain protocol script are timed
 whole, start-up included.
 
 MFU = model training FLOP/s / dense float32 matmul FLOP/s of this machine,
@@ -207,15 +208,13 @@ def matmul_flops(device: str, n: int = 2048, repeats: int = 10) -> dict[str, flo
     return out
 
 
-def worker(args: argparse.Namespace) -> None:
-    torch.set_num_threads(args.threads)
-    if args.worker == "matmul":
+def measure(kind: str, args: argparse.Namespace) -> dict:
+    """One row's measurement, in this process: ``kind`` is an implementation, "matmul" or a protocol."""
+    if kind == "matmul":
         out = {"flops": matmul_flops(args.device)}
-    elif args.worker == "protocol":
-        out = run_reproduce(args.size, args.device)
-        print(json.dumps(out))
-        return
-    elif args.worker == "plain-protocol":
+    elif kind == "protocol":
+        return run_reproduce(args.size, args.device)
+    elif kind == "plain-protocol":
         import reference
 
         from sscbench import data
@@ -226,17 +225,42 @@ def worker(args: argparse.Namespace) -> None:
     else:
         # Warm up first (imports, data cache, thread pools, first-call costs of autograd and the
         # kernels): one-time costs are not what the rows compare, and the timed work is short.
-        run_work(args.worker, args.size, args.device, samples=WARMUP_SAMPLES)
-        out = {"seconds": run_work(args.worker, args.size, args.device)}
+        run_work(kind, args.size, args.device, samples=WARMUP_SAMPLES)
+        out = {"seconds": run_work(kind, args.size, args.device)}
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(out))
+    return out
+
+
+ROW = "bench-row "  # marks a child's result lines among anything else it prints
+
+
+def worker(args: argparse.Namespace) -> None:
+    """A child's work: one measurement per kind named ("|" between them), one JSON line each."""
+    torch.set_num_threads(args.threads)
+    for kind in args.worker.split("|"):
+        print(ROW + json.dumps(measure(kind, args)), flush=True)
 
 
 def spawn(kind: str, args: argparse.Namespace, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, "--size", args.size, "--device", args.device,
+    """A measurement in a fresh process, so that no row inherits another's warm caches or memory."""
+    return spawn_many([kind], args, threads)[0]
+
+
+def spawn_many(kinds: list[str], args: argparse.Namespace, threads: int) -> list[dict]:
+    """Measurements in a fresh process each, or, at the tiny size (a check that the benchmark runs, whose
+    numbers nobody reads), all in one process: one start-up instead of one per row."""
+    if args.size != "tiny":
+        return [spawn_one([kind], args, threads)[0] for kind in kinds]
+    return spawn_one(kinds, args, threads)
+
+
+def spawn_one(kinds: list[str], args: argparse.Namespace, threads: int) -> list[dict]:
+    cmd = [sys.executable, __file__, "--worker", "|".join(kinds), "--size", args.size, "--device", args.device,
            "--threads", str(threads)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    rows = [json.loads(line[len(ROW):]) for line in done.stdout.splitlines() if line.startswith(ROW)]
+    assert len(rows) == len(kinds), done.stdout
+    return rows
 
 
 def reproduce_command(size: str, device: str, out: str) -> list[str]:
@@ -283,16 +307,20 @@ def main() -> None:
     from rich.table import Table
 
     console = Console()
-    spawn("sscbench", args, args.threads)  # warm the data cache outside the timings
-    matmuls = [spawn("matmul", args, args.threads)["flops"] for _ in range(repeats)]
+    impls = implementations(args.workers)
+    order = impls + WORKLOAD_ROWS
+    if args.size != "tiny":
+        spawn("sscbench", args, args.threads)  # warm the data cache outside the timings
+    runs: dict[str, list[dict]] = {impl: [] for impl in order}
+    matmuls = []
+    for r in range(repeats):  # round-robin, so drift hits every implementation alike
+        measured = spawn_many(["matmul", *order], args, args.threads)
+        matmuls.append(measured[0]["flops"])
+        for impl, out in zip(order, measured[1:], strict=True):
+            runs[impl].append(out)
+            console.log(f"repeat {r + 1}/{repeats} {impl}: {out['seconds']:.2f} s")
     peaks = {lib: statistics.median(m[lib] for m in matmuls) for lib in matmuls[0]}
     best = max(peaks.values())
-    impls = implementations(args.workers)
-    runs: dict[str, list[dict]] = {impl: [] for impl in impls + WORKLOAD_ROWS}
-    for r in range(repeats):  # round-robin, so drift hits every implementation alike
-        for impl in impls + WORKLOAD_ROWS:
-            runs[impl].append(spawn(impl, args, args.threads))
-            console.log(f"repeat {r + 1}/{repeats} {impl}: {runs[impl][-1]['seconds']:.2f} s")
 
     samples = {reg: sum(m * e for r, m, e in cfg["work"] if r == reg) * cfg["samples"] for reg in ("baseline", "ssc")}
     per_sample = {reg: flops_per_sample(reg, args.device) for reg in samples}

@@ -71,6 +71,12 @@ def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 300)
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def finished(proc: subprocess.Popen) -> None:
+    """Wait for a run started alongside (the uninterrupted reference), which must succeed."""
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+
+
 def stop(proc: subprocess.Popen, sig: int) -> str:
     sent = time.time()
     proc.send_signal(sig)
@@ -84,7 +90,7 @@ def test_sigterm_during_evaluate_keeps_finished_units_and_the_rerun_matches(tmp_
     spec = tmp_path / "spec.toml"
     spec.write_text(THREE_UNITS)
     args = ("evaluate", "--spec", spec, "--seeds", 2, "--epochs", 4)
-    assert run(*args, "--out", tmp_path / "whole", cwd=tmp_path).returncode == 0
+    whole_run = start(*args, "--out", tmp_path / "whole", cwd=tmp_path)  # the uninterrupted run, alongside
     url = f"sqlite:///{tmp_path / 'cut' / 'optuna.db'}"
 
     def one_unit_done() -> bool:
@@ -97,6 +103,7 @@ def test_sigterm_during_evaluate_keeps_finished_units_and_the_rerun_matches(tmp_
     proc = start(*args, "--out", tmp_path / "cut", cwd=tmp_path)
     wait_for(one_unit_done, proc, "the first unit")
     stop(proc, signal.SIGTERM)
+    finished(whole_run)
     assert not (tmp_path / "cut" / "evaluate.json").exists()
     (summary,) = optuna.get_all_study_summaries(url)
     before = optuna.load_study(study_name=summary.study_name, storage=url).get_trials()
@@ -112,11 +119,12 @@ def test_sigterm_during_evaluate_keeps_finished_units_and_the_rerun_matches(tmp_
 
 def test_sigint_during_compare_keeps_finished_replicates_and_the_rerun_matches(tmp_path):
     args = ("compare", "--replicates", 2, "--seeds", 2, "--trials", 6, "--tune-epochs", 2, "--epochs", 3)
-    assert run(*args, "--out", tmp_path / "whole", cwd=tmp_path).returncode == 0
+    whole_run = start(*args, "--out", tmp_path / "whole", cwd=tmp_path)  # the uninterrupted run, alongside
     proc = start(*args, "--out", tmp_path / "cut", cwd=tmp_path)
     wait_for(lambda: list((tmp_path / "cut").glob("compare-replicates/*/replicate-0.json")), proc, "replicate 0")
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
+    finished(whole_run)
     assert proc.returncode == 130 and "interrupted" in out and "Traceback" not in out, out
     assert not (tmp_path / "cut" / "compare.json").exists()
     assert run(*args, "--out", tmp_path / "cut", cwd=tmp_path).returncode == 0

@@ -136,11 +136,10 @@ params = { lr = 4e-3, weight_decay = 1e-3 }
 @needs_pg
 def test_an_evaluation_shared_by_two_workers_equals_one_process(tmp_path, pg_url):
     args = ("evaluate", "--seeds", 2, "--epochs", 2)
-    alone = spawn(*args, "--out", tmp_path / "alone", cwd=tmp_path, spec=SPEC_ARMS)
-    finish(alone)
+    alone = spawn(*args, "--out", tmp_path / "alone", cwd=tmp_path, spec=SPEC_ARMS)  # its own SQLite, alongside
     pair = [spawn(*args, "--storage", pg_url, "--out", tmp_path / f"w{k}", cwd=tmp_path, spec=SPEC_ARMS)
             for k in range(2)]
-    for p in pair:
+    for p in [alone, *pair]:
         finish(p)
     expected = results.load(tmp_path / "alone" / "evaluate.json", EvaluateResult)
     for k in range(2):
@@ -155,9 +154,9 @@ def test_an_evaluation_shared_by_two_workers_equals_one_process(tmp_path, pg_url
 @needs_pg
 def test_two_workers_of_a_tiny_compare_give_one_processs_statistics(tmp_path, pg_url):
     args = ("compare", "--replicates", 2, "--seeds", 2, "--trials", 2, "--tune-epochs", 1, "--epochs", 1)
-    finish(spawn(*args, "--out", tmp_path / "alone", cwd=tmp_path))
+    alone = spawn(*args, "--out", tmp_path / "alone", cwd=tmp_path)  # its own SQLite, alongside
     pair = [spawn(*args, "--storage", pg_url, "--out", tmp_path / f"w{k}", cwd=tmp_path) for k in range(2)]
-    for p in pair:
+    for p in [alone, *pair]:
         finish(p)
     expected = results.load(tmp_path / "alone" / "compare.json", CompareResult)
     for k in range(2):
@@ -257,7 +256,7 @@ def _wait_for_running(url: str, study: str, proc: subprocess.Popen, params: int 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_tune_cleanly_and_the_rerun_ends_as_an_uninterrupted_run(tmp_path, sig):
     args = ("tune", "ssc", "--trials", 6, "--epochs", 3, "--round-size", 3, "--study-name", "sig")
-    finish(spawn(*args, "--out", tmp_path / "whole", cwd=tmp_path))
+    whole = spawn(*args, "--out", tmp_path / "whole", cwd=tmp_path)  # the uninterrupted run, alongside
     url = f"sqlite:///{tmp_path / 'cut' / 'optuna.db'}"
     (tmp_path / "cut").mkdir()
     proc = spawn(*args, "--out", tmp_path / "cut", cwd=tmp_path)
@@ -265,6 +264,7 @@ def test_a_signal_stops_tune_cleanly_and_the_rerun_ends_as_an_uninterrupted_run(
     sent = time.time()
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=30)
+    finish(whole)
     assert time.time() - sent < 10
     assert proc.returncode == (143 if sig == signal.SIGTERM else 130), out
     assert "interrupted" in out and "Traceback" not in out
