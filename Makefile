@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# The suite runs beside a throwaway PostgreSQL cluster (Unix socket only), stopped afterwards.
+# The suite runs beside a throwaway PostgreSQL cluster (Unix socket only), stopped afterwards, in one
+# worker process per core (pytest-xdist; at most 4), each training with one thread.
 test: $(STAMP)
 	$(PY) -m ruff check $(LINT)
-	bash tools/with-postgres.sh $(PY) -m pytest
+	bash tools/with-postgres.sh $(PY) -m pytest --numprocesses=auto --maxprocesses=4
 
 # Thousands of generated specs, damaged results files and storage URLs (the suite runs 60 of each).
 fuzz: $(STAMP)

@@ -11,6 +11,12 @@ import pytest
 # A cache inside the checkout (git-ignored) so repeated local runs skip generation.
 os.environ.setdefault("SSCBENCH_CACHE", str(Path(__file__).resolve().parent.parent / ".cache" / "sscbench"))
 
+# Under pytest-xdist two workers share the machine's cores: each trains with one thread (and so does every
+# process it starts), since two processes spinning two OpenMP threads each on two cores slow both down
+# several times over.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 # A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so would
 # every sscbench process it starts (Python leaves an inherited SIG_IGN alone), so the Ctrl-C tests
 # would see their signal ignored. A handled signal is reset to the default at exec: children get

@@ -48,13 +48,18 @@ params = { lr = 4e-3, weight_decay = 1e-3, lambda_ssc = 1e-2 }
 """
 
 
+# One thread per process: a run and the uninterrupted reference it is compared with train side by side.
+ENV = os.environ | {"OMP_NUM_THREADS": "1"}
+
+
 def run(*args, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600, **kw)
+    return subprocess.run([*CLI, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600, env=ENV,
+                          **kw)
 
 
 def start(*args, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([*CLI, *map(str, args)], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            text=True, env=ENV)
 
 
 def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 300) -> None:
