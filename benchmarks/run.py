@@ -7,8 +7,9 @@ description. Implementations run round-robin, each repeat in a fresh worker
 process (so peak memory is its own) that first runs the same work on two
 batches untimed, so one-time start-up costs are left out; all in one
 invocation. At the tiny size (``--tiny``, the suite's check that the benchmark
-runs; its numbers are not reported) one process measures every row in turn. ``sscbench reproduce`` and the plain protocol script are timed
-whole, start-up included.
+runs; its numbers are not reported) one process measures every row in turn.
+``sscbench reproduce`` and the plain protocol script are timed whole, start-up
+included.
 
 MFU = model training FLOP/s / dense float32 matmul FLOP/s of this machine,
 measured in the same run with the same thread count: both through
