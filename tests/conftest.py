@@ -33,6 +33,28 @@ def dataset():
     return data.load(DataSpec())
 
 
+@pytest.fixture
+def pg_url():
+    """A fresh database on the suite's PostgreSQL (``make test`` starts it), dropped afterwards.
+
+    The URL holds no password: libpq finds it in the password file the suite's server wrote.
+    """
+    import uuid
+
+    import psycopg
+
+    server = os.environ.get("SSCBENCH_TEST_POSTGRES")
+    if server is None:
+        pytest.skip("no PostgreSQL server: run the suite through `make test`, which starts one")
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin = server.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield server.replace("/sscbench?", f"/{name}?")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
 def install_example(tmp_path_factory, example: Path, distribution: str) -> Path:
     """An example distribution under plugins/examples pip-installed into a private folder (not the venv)."""
     import subprocess

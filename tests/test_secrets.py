@@ -13,10 +13,8 @@ import os
 import stat
 import subprocess
 import sys
-import uuid
 from urllib.parse import quote
 
-import psycopg
 import pytest
 from conftest import invoke, ok
 from hypothesis import given
@@ -114,23 +112,11 @@ def _forms(password: str) -> list[str]:
 def _dump(url: str) -> str:
     admin = url.replace("postgresql+psycopg://", "postgresql://")
     host = admin.split("host=", 1)[1].split("&", 1)[0]
-    database = admin.split("?", 1)[0].rsplit("/", 1)[1]
-    res = subprocess.run([f"{PG_BIN}/pg_dump", "-h", host, "-U", "postgres", "-d", database, "--data-only"],
+    name = admin.split("?", 1)[0].rsplit("/", 1)[1]
+    res = subprocess.run([f"{PG_BIN}/pg_dump", "-h", host, "-U", "postgres", "-d", name, "--data-only"],
                          capture_output=True, text=True, check=True, env=os.environ | {"PGPASSWORD": PASSWORD})
     assert "sscbench_job" in res.stdout  # the job records are in the dump, so they were searched
     return res.stdout
-
-
-@pytest.fixture
-def database():
-    """A fresh database on the test server (password-free URL: the password comes from PGPASSFILE)."""
-    name = f"s_{uuid.uuid4().hex[:10]}"
-    admin = PG.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield PG.replace("/sscbench?", f"/{name}?")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 TINY = {
@@ -143,8 +129,8 @@ TINY = {
 
 @needs_pg
 @pytest.mark.parametrize("source", ["option", "environment", "spec file"])
-def test_the_password_is_found_nowhere_after_tune_evaluate_and_compare(tmp_path, database, monkeypatch, source):
-    url = database.replace("postgres@", f"postgres:{quote(PASSWORD, safe='')}@")  # the password in the URL
+def test_the_password_is_found_nowhere_after_tune_evaluate_and_compare(tmp_path, pg_url, monkeypatch, source):
+    url = pg_url.replace("postgres@", f"postgres:{quote(PASSWORD, safe='')}@")  # the password in the URL
     monkeypatch.delenv("PGPASSFILE")  # so the password can only come from the URL
     printed = []
     for command, args in TINY.items():
@@ -170,7 +156,7 @@ def test_the_password_is_found_nowhere_after_tune_evaluate_and_compare(tmp_path,
     assert {"tune-baseline.json", "evaluate.json", "compare.json"} <= {p.name for p in written}
     assert not list(tmp_path.rglob("optuna.db"))  # everything went to PostgreSQL
     haystacks = {str(p): p.read_bytes().decode(errors="replace") for p in written}
-    haystacks |= {"pg_dump": _dump(database), "output": "\n".join(printed)}
+    haystacks |= {"pg_dump": _dump(pg_url), "output": "\n".join(printed)}
     for name, text in haystacks.items():
         for form in _forms(PASSWORD):
             assert form not in text, f"the password ({form!r}) is in {name}"
@@ -178,37 +164,37 @@ def test_the_password_is_found_nowhere_after_tune_evaluate_and_compare(tmp_path,
     assert tune["spec"]["storage"]["url"] == redact.mask(url)
     if source == "option":
         assert redact.mask(url) in tune["provenance"]["command"]
-    assert all(s["storage"].endswith(database.split("@", 1)[1]) and ":***@" in s["storage"] for s in tune["studies"])
+    assert all(s["storage"].endswith(pg_url.split("@", 1)[1]) and ":***@" in s["storage"] for s in tune["studies"])
 
 
 @needs_pg
-def test_a_url_without_a_password_takes_it_from_pgpassword_or_a_password_file(tmp_path, database, monkeypatch):
+def test_a_url_without_a_password_takes_it_from_pgpassword_or_a_password_file(tmp_path, pg_url, monkeypatch):
     monkeypatch.delenv("PGPASSFILE")
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.pgpass yet
-    res = invoke("tune", "baseline", "--trials", 1, "--epochs", 1, "--storage", database, "--out", tmp_path / "a")
+    res = invoke("tune", "baseline", "--trials", 1, "--epochs", 1, "--storage", pg_url, "--out", tmp_path / "a")
     assert res.exit_code == 2 and "PGPASSWORD" in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.output
     assert not (tmp_path / "a").exists()  # refused before anything was written
 
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
-    ok("tune", "baseline", "--trials", 1, "--epochs", 1, "--storage", database, "--out", tmp_path / "b")
+    ok("tune", "baseline", "--trials", 1, "--epochs", 1, "--storage", pg_url, "--out", tmp_path / "b")
     monkeypatch.delenv("PGPASSWORD")
 
     passfile = tmp_path / ".pgpass"
     escaped = PASSWORD.replace("\\", "\\\\").replace(":", "\\:")
     passfile.write_text(f"*:*:*:postgres:{escaped}\n")
     passfile.chmod(0o600)  # libpq ignores a password file others can read
-    ok("tune", "baseline", "--trials", 2, "--epochs", 1, "--storage", database, "--out", tmp_path / "c")
-    assert json.loads((tmp_path / "c" / "tune-baseline.json").read_text())["studies"][0]["storage"] == database
+    ok("tune", "baseline", "--trials", 2, "--epochs", 1, "--storage", pg_url, "--out", tmp_path / "c")
+    assert json.loads((tmp_path / "c" / "tune-baseline.json").read_text())["studies"][0]["storage"] == pg_url
 
 
 @needs_pg
-def test_worker_takes_its_storage_from_the_environment(tmp_path, database):
-    ok("tune", "baseline", "--trials", 1, "--epochs", 1, "--storage", database, "--out", tmp_path)
+def test_worker_takes_its_storage_from_the_environment(tmp_path, pg_url):
+    ok("tune", "baseline", "--trials", 1, "--epochs", 1, "--storage", pg_url, "--out", tmp_path)
     from typer.testing import CliRunner
 
     from sscbench.cli import app
 
-    res = CliRunner().invoke(app, ["worker"], env={"SSCBENCH_STORAGE": database})
+    res = CliRunner().invoke(app, ["worker"], env={"SSCBENCH_STORAGE": pg_url})
     assert res.exit_code == 0 and "served 0 study(ies)" in res.stdout, res.output
     res = CliRunner().invoke(app, ["worker"], env={"SSCBENCH_STORAGE": None})
     assert res.exit_code == 2 and "SSCBENCH_STORAGE" in res.stderr

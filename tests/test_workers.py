@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import optuna
-import psycopg
 import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -31,18 +30,6 @@ needs_pg = pytest.mark.skipif(PG is None, reason="no PostgreSQL server: run the 
                                                   "which starts one (tools/with-postgres.sh)")
 FAST_HEARTBEAT = "[storage]\nheartbeat_interval = 1\ngrace_period = 3\n"
 CLI = [sys.executable, "-m", "sscbench.cli"]
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh database on the test server, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    admin = PG.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield PG.replace("/sscbench?", f"/{name}?")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def spawn(*args, cwd: Path, spec: str | None = None) -> subprocess.Popen:
