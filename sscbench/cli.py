@@ -143,8 +143,9 @@ def _overrides(**sections: dict[str, Any]) -> dict[str, Any]:
 
 
 def _spec(path: Path | None, **sections: dict[str, Any]) -> RunSpec:
-    """Defaults < the workload's own defaults < the spec file < options; workload arguments filled in."""
-    return task.normalise(build_spec(path, _overrides(**sections), beneath=task.spec_defaults))
+    """Defaults < the workload's own defaults < the spec file < options (``task.resolve_run`` then fills in
+    the workload's arguments, once)."""
+    return build_spec(path, _overrides(**sections), beneath=task.spec_defaults)
 
 
 def _command_line() -> str:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import invoke, ok
 from optuna.trial import TrialState
-from test_workers import PG, finish, needs_pg, pg_url, spawn, trials_of  # noqa: F401
+from test_workers import PG, finish, needs_pg, spawn, trials_of  # noqa: F401
 
 from sscbench.contracts import registry, task
 from sscbench.data import Split

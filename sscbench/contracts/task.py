@@ -118,15 +118,12 @@ class Datasets:
         self._cache: OrderedDict[str, Dataset] = OrderedDict()
         self._lock = threading.Lock()
         self._limit = limit
-        #: How many datasets were loaded (a replicate's dataset is loaded once per command).
-        self.loads = 0
 
     def get(self, task: Task) -> Dataset:
         key = task.data_spec.model_dump_json()
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = task.dataset()
-                self.loads += 1
             self._cache.move_to_end(key)
             if self._limit is not None and len(self._cache) > self._limit:
                 self._cache.popitem(last=False)
