@@ -40,13 +40,11 @@ def test_discovered_checked_tuned_and_evaluated(site, tmp_path):
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # every check on each of the four built-in workloads (the plugin accepts any input)
     assert "FAIL" not in checked.stdout and checked.stdout.count("pass") == 6 * 4
-    out = tmp_path / "results"
-    for plugin in ("baseline", "l1saliency"):
-        tuned = run(site, "tune", plugin, "--trials", 2, "--epochs", 1, "--out", out, cwd=tmp_path)
-        assert tuned.returncode == 0, tuned.stderr
-    evaluated = run(site, "evaluate", "--arms", "baseline,l1saliency", "--seeds", 2, "--epochs", 1,
-                    "--ablations", "--out", out, cwd=tmp_path)
-    assert evaluated.returncode == 0, evaluated.stderr
+    out = tmp_path / "results"  # both plugins tuned, then evaluated with their picks, in one process
+    done = run(site, "reproduce", "--arms", "baseline,l1saliency", "--trials", 2, "--tune-epochs", 1, "--seeds", 2,
+               "--epochs", 1, "--ablations", "--out", out, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (out / "tune-l1saliency.json").exists() and (out / "tune-baseline.json").exists()
     result = json.loads((out / "evaluate.json").read_text())
     assert [a["name"] for a in result["arms"]] == ["baseline", "l1saliency", "l1saliency-off"]
     arm = result["arms"][1]
