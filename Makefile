@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 # The suite runs beside a throwaway PostgreSQL cluster (Unix socket only), stopped afterwards, in one
-# worker process per core (pytest-xdist; at most 4), each training with one thread.
+# worker process per core (pytest-xdist; at most 4; idle workers take queued tests from busy ones),
+# each training with one thread.
 test: $(STAMP)
 	$(PY) -m ruff check $(LINT)
-	bash tools/with-postgres.sh $(PY) -m pytest --numprocesses=auto --maxprocesses=4
+	bash tools/with-postgres.sh $(PY) -m pytest --numprocesses=auto --maxprocesses=4 --dist worksteal
 
 # Thousands of generated specs, damaged results files and storage URLs (the suite runs 60 of each).
 fuzz: $(STAMP)
