@@ -257,8 +257,8 @@ def _tune_one(run: Run, plugin: str, out: Path, study_name: str | None) -> TuneR
             bar.update(description=f"tune {plugin}: {study} epoch {epoch + 1}/{spec.tune.epochs} "
                                    f"(best validation {state['best']})")
 
-        result, path = workflow.tune(run, plugin, out, spec.storage.url, study_name,
-                                     workflow.Progress(on_trial=on_trial, on_epoch=on_epoch), _command_line())
+        result, path = workflow.tune(run, plugin, out, study_name=study_name, command=_command_line(),
+                                     progress=workflow.Progress(on_trial=on_trial, on_epoch=on_epoch))
     console.print(render.tune_table(result))
     console.print(f"wrote {path}")
     return result
@@ -311,7 +311,7 @@ def _evaluate(run: Run, out: Path) -> EvaluateResult:
                                    f"epoch {epoch + 1}/{spec.evaluate.epochs}")
 
         result, json_path, png_path = workflow.evaluate(run, out, workflow.Progress(on_epoch=on_epoch),
-                                                        _command_line(), spec.storage.url)
+                                                        _command_line())
     _print_evaluation(result)
     console.print(f"wrote {json_path} and {png_path}")
     return result
@@ -388,8 +388,8 @@ def _compare(run: Run, out: Path) -> CompareResult:
         def on_epoch(label: str, epoch: int, share: float) -> None:
             bar.update(description=f"compare: {state['stage']}, epoch {epoch + 1}")
 
-        result, json_path, png_path = compare.run(run, out, run.spec.storage.url,
-                                                  compare.Progress(on_stage, on_epoch), _command_line())
+        result, json_path, png_path = compare.run(run, out, progress=compare.Progress(on_stage, on_epoch),
+                                                  command=_command_line())
     _print_compare(result)
     console.print(f"wrote {json_path} and {png_path}")
     return result
