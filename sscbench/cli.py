@@ -377,7 +377,17 @@ def reproduce_cmd(
         _evaluate(run, opts.out)
 
 
-def _compare(run: Run, out: Path) -> CompareResult:
+def _replicates(value: str | None) -> int | str | None:
+    """``--replicates``: a positive count or 'auto'."""
+    if value is None or value.strip().lower() == "auto":
+        return None if value is None else "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise SpecError(f"--replicates must be a positive whole number or 'auto', got '{value}'") from None
+
+
+def _compare(run: Run, out: Path, comparisons: int | None = None) -> CompareResult:
     with _LazyBar("compare", 1) as bar:
         state = {"stage": ""}
 
@@ -389,7 +399,7 @@ def _compare(run: Run, out: Path) -> CompareResult:
             bar.update(description=f"compare: {state['stage']}, epoch {epoch + 1}")
 
         result, json_path, png_path = compare.run(run, out, progress=compare.Progress(on_stage, on_epoch),
-                                                  command=_command_line())
+                                                  command=_command_line(), comparisons=comparisons)
     _print_compare(result)
     console.print(f"wrote {json_path} and {png_path}")
     return result
@@ -401,13 +411,19 @@ def _print_compare(result: CompareResult) -> None:
         console.print(render.budget_table(result))
     if result.comparisons:
         console.print(render.replicated_comparison_table(result))
+    if any(c.sequential is not None for c in result.comparisons):
+        console.print(render.sequential_table(result))
 
 
 @app.command("compare")
 @run_options
 def compare_cmd(
     arms: ArmsOpt = None,
-    replicates: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "replicates"))] = None,
+    replicates: Annotated[str | None, typer.Option(help=_doc(CompareSpec, "replicates"), metavar="R|auto")] = None,
+    min_replicates: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "min_replicates"))] = None,
+    max_replicates: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "max_replicates"))] = None,
+    margin: Annotated[float | None, typer.Option(help=_doc(CompareSpec, "margin"))] = None,
+    batch: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "batch"))] = None,
     first_replicate: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "first_replicate"))] = None,
     tune: Annotated[str | None, typer.Option("--tune", help=_doc(CompareSpec, "tune"))] = None,
     gamma: Annotated[float | None, typer.Option(help=_doc(CompareSpec, "gamma"))] = None,
@@ -426,8 +442,11 @@ def compare_cmd(
     """Replicated comparison: R complete protocol runs, each with its own data, tuning run and seeds.
 
     Replicate 0 is the protocol itself; finished replicates are reused when the command runs again.
+    With --replicates auto, replicates are added until every arm is better, worse or equivalent
+    (within --margin) to the reference, or --max-replicates ran (inconclusive).
 
     Example: sscbench compare --replicates 10   |   sscbench compare --workloads mnist1d-mlp,mnist1d-cnn
+    |   sscbench compare --replicates auto --margin 0.5
     """
     with refusals():
         if opts.workload is not None and workloads is not None:
@@ -440,8 +459,9 @@ def compare_cmd(
             return opts.spec(name, tune={"trials": trials, "epochs": tune_epochs, "pruner": pruner},
                              evaluate={"seeds": seeds, "epochs": epochs, "ablations": ablations,
                                        "reference": reference, "arms": _arms_override(opts.spec_file, arms)},
-                             compare={"replicates": replicates, "first_replicate": first_replicate, "tune": tune,
-                                      "gamma": gamma})
+                             compare={"replicates": _replicates(replicates), "first_replicate": first_replicate,
+                                      "tune": tune, "gamma": gamma, "min_replicates": min_replicates,
+                                      "max_replicates": max_replicates, "margin": margin, "batch": batch})
 
         if not names:
             _compare(task.resolve_run(spec_for(None)), opts.out)
@@ -453,7 +473,8 @@ def compare_cmd(
             runs[name] = task.resolve_run(
                 spec, ["baseline", *(a.regularizer for a in workflow.expand_ablations(spec).evaluate.arms)])
         started = compare.now()
-        done = [_compare(run, opts.out / name) for name, run in runs.items()]
+        family = sum(compare.family_size(run.spec) for run in runs.values())  # alpha split over every workload's
+        done = [_compare(run, opts.out / name, family) for name, run in runs.items()]
         result, json_path, png_path = compare.save_workloads(list(runs), done, opts.out, started, _command_line())
         console.print(render.workloads_comparison_table(result))
         console.print(f"wrote {json_path} and {png_path}")

@@ -173,7 +173,23 @@ class EvaluateSpec(Spec):
 class CompareSpec(Spec):
     """Replicated comparison: every source of variance re-drawn per replicate."""
 
-    replicates: PosInt = Field(10, description="Replicates R; each re-draws the data, the tuning run and the seeds.")
+    replicates: PosInt | Literal["auto"] = Field(
+        10, description="Replicates R; each re-draws the data, the tuning run and the seeds. 'auto': add replicates "
+                        "until every comparison is decided (better, worse or equivalent within the margin) or "
+                        "max_replicates is reached."
+    )
+    min_replicates: int = Field(
+        5, ge=2, le=10_000, description="With replicates = 'auto': the replicates of the first look."
+    )
+    max_replicates: PosInt = Field(40, le=10_000, description="With replicates = 'auto': the most replicates run.")
+    margin: float = Field(
+        0.5, gt=0, le=100, description="Equivalence margin in accuracy points: a difference inside ±margin is "
+                                       "'equivalent' when the interval shows it."
+    )
+    batch: PosInt = Field(
+        1, le=10_000, description="With replicates = 'auto': replicates started between looks (workers sharing a "
+                                  "storage run a batch at once)."
+    )
     first_replicate: int = Field(
         0, ge=0, le=2**32 - 1, description="First replicate index F: replicates F..F+R-1 run (0 is the protocol)."
     )
@@ -184,6 +200,22 @@ class CompareSpec(Spec):
     gamma: float = Field(
         0.75, gt=0.5, le=1, description="P(A > B) a difference must reach (or 1 - gamma) to be called meaningful."
     )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CompareSpec:
+        if self.max_replicates < self.min_replicates:
+            raise ValueError(f"max_replicates ({self.max_replicates}) must be at least min_replicates "
+                             f"({self.min_replicates})")
+        return self
+
+    @property
+    def auto(self) -> bool:
+        return self.replicates == "auto"
+
+    @property
+    def planned(self) -> int:
+        """The replicates the run may take: R, or max_replicates with 'auto'."""
+        return self.max_replicates if self.replicates == "auto" else self.replicates
 
 
 class StorageSpec(Spec):

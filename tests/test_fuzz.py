@@ -1,4 +1,5 @@
-"""Fuzzing every input sscbench reads: run specs, results files and storage URLs.
+"""Fuzzing every input sscbench reads: run specs, results files, storage URLs and the differences a
+sequential comparison decides on.
 
 Each generated input is either accepted or refused with sscbench's own error (which the CLI turns
 into one line and exit code 2); nothing else may escape. The suite runs a modest number of cases;
@@ -26,6 +27,7 @@ from sscbench.output import results
 from sscbench.output.results import EvaluateResult, ResultsError
 from sscbench.spec import RunSpec, SpecError, build_spec, format_validation
 from sscbench.stages.storage import StorageError, job_record, open_storage
+from sscbench.stats import sequential
 
 EXAMPLES = int(os.environ.get("SSCBENCH_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -215,6 +217,39 @@ def test_any_storage_url_opens_or_is_refused_and_no_password_is_ever_shown(tmp_p
 
 def storage_job_record(spec: RunSpec) -> dict:
     return job_record({"kind": "tune", "spec": json.loads(spec.model_dump_json())})
+
+
+_DIFFS = st.one_of(
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=12),  # NaN, infinities, huge, tiny
+    st.builds(lambda v, n: [v] * n, st.floats(-1, 1), st.integers(0, 12)),  # constant (sd 0)
+    st.lists(st.floats(-1e300, 1e300), min_size=1, max_size=1),  # a single replicate
+    st.lists(st.floats(-0.05, 0.05), max_size=12),
+)
+
+
+@FUZZ
+@given(d=_DIFFS, min_n=st.integers(2, 6), extra=st.integers(0, 6), margin=st.floats(1e-6, 10), k=st.integers(1, 8),
+       batch=st.integers(1, 4), complete=st.booleans())
+def test_any_sequence_of_differences_is_decided_or_refused_without_a_warning(d, min_n, extra, margin, k, batch,
+                                                                            complete):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            r = sequential.sequential(d, min_n=min_n, max_n=min_n + extra, margin=margin, comparisons=k, batch=batch,
+                                      complete=complete, p_star=0.01)
+        except ValueError as exc:
+            assert "finite" in str(exc) and not all(math.isfinite(x) for x in d[:min_n + extra])
+            return
+    assert r.decision in (None, *sequential.DECISIONS)
+    assert r.decision is not None or (not complete and len(d) < min_n + extra)
+    assert all(min_n <= look.n <= min(len(d), min_n + extra) for look in r.looks)
+    for look in r.looks:
+        assert not any(math.isnan(v) for v in (look.mean_diff, look.rci_low, look.rci_high))
+        assert look.rci_low <= look.mean_diff <= look.rci_high
+    if r.decision in ("better", "worse", "equivalent"):
+        assert r.replicates_used == r.looks[-1].n
 
 
 def test_fuzz_target_runs_thousands_of_cases():

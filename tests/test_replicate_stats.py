@@ -65,10 +65,10 @@ def test_variance_components_undefined_cases():
 @pytest.mark.parametrize(("mean", "p_t", "p_out", "low", "high", "expected"), [
     (0.01, 0.01, 0.9, 0.6, 0.98, "better"),
     (-0.01, 0.01, 0.1, 0.02, 0.4, "worse"),
-    (0.01, 0.06, 0.9, 0.6, 0.98, "no detectable difference"),  # not significant
-    (0.01, 0.01, 0.7, 0.6, 0.8, "no detectable difference"),  # P(A > B) below gamma
-    (0.01, 0.01, 0.8, 0.45, 0.95, "no detectable difference"),  # interval includes 0.5
-    (-0.01, 0.01, 0.8, 0.6, 0.9, "no detectable difference"),  # directions disagree
+    (0.01, 0.06, 0.9, 0.6, 0.98, "inconclusive"),  # not significant
+    (0.01, 0.01, 0.7, 0.6, 0.8, "inconclusive"),  # P(A > B) below gamma
+    (0.01, 0.01, 0.8, 0.45, 0.95, "inconclusive"),  # interval includes 0.5
+    (-0.01, 0.01, 0.8, 0.6, 0.9, "inconclusive"),  # directions disagree
 ])
 def test_verdict_needs_significance_and_meaning(mean, p_t, p_out, low, high, expected):
     assert rs.verdict(mean, p_t, p_out, low, high) == expected
@@ -103,11 +103,36 @@ def test_a_clear_gain_is_called_better_and_its_mirror_worse():
     assert rs.compare("b", b, "a", a).verdict == "worse"
 
 
-def test_identical_arms_are_no_detectable_difference():
+def test_identical_arms_are_equivalent_at_any_margin():
     a, _ = _arms(np.random.default_rng(5), 0.0)
     c = rs.compare("a", a, "a2", a.copy())
-    assert c.verdict == "no detectable difference" and c.p_outperform == 0.5 and c.mean_diff == 0
+    assert c.verdict == "equivalent" and c.p_outperform == 0.5 and c.mean_diff == 0
     assert (c.ci_two_level_low, c.ci_two_level_high) == (0.0, 0.0)
+    assert c.margin == 0.005 and "±0.5 points" in c.rule and c.left_out == []
+    assert rs.compare("a", a, "a2", a.copy(), margin_points=1e-6).verdict == "equivalent"
+
+
+def test_equivalence_is_the_two_one_sided_tests_at_the_margin():
+    d = np.array([0.1, -0.2, 0.3, 0.0, -0.1])  # mean 0.02, sd 0.192, t_4(0.95) = 2.1318
+    half = 2.131846786 * np.std(d, ddof=1) / np.sqrt(5)  # 0.1832: the 90% interval is [-0.163, 0.203]
+    assert rs.equivalent(d, 0.21) and not rs.equivalent(d, 0.2)
+    assert rs.equivalent(d, 0.02 + half + 1e-9) and not rs.equivalent(d, 0.02 + half - 1e-9)
+    assert not rs.equivalent(np.array([0.0]), 1.0)  # one replicate shows nothing
+    assert rs.equivalent(np.zeros(3), 1e-12) and not rs.equivalent(np.full(3, 0.5), 0.5)
+
+
+def test_a_null_result_is_equivalent_at_a_wide_margin_and_inconclusive_at_a_narrow_one():
+    a, b = _arms(np.random.default_rng(7), 0.0, r=10)
+    wide, narrow = rs.compare("a", a, "b", b, margin_points=50), rs.compare("a", a, "b", b, margin_points=0.001)
+    assert (wide.verdict, narrow.verdict) == ("equivalent", "inconclusive")
+
+
+def test_a_replicate_where_an_arm_diverged_is_left_out_and_named():
+    a, b = _arms(np.random.default_rng(8), 0.0, r=4)
+    a[2] = np.nan
+    c = rs.compare("a", a, "b", b, indices=[10, 11, 12, 13])
+    assert c.replicate_indices == [10, 11, 13] and c.replicates == 3
+    assert c.left_out == ["replicate 12: every seed of 'a' diverged"]
 
 
 def test_two_level_interval_widens_with_seed_noise():

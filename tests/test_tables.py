@@ -18,6 +18,7 @@ from rich.text import Text
 
 from sscbench.output import render, results
 from sscbench.output.results import CompareResult, EvaluateResult, TuneResult, WorkloadsCompareResult
+from sscbench.stats import sequential
 
 TINY = ["--trials", "2", "--tune-epochs", "1", "--seeds", "2", "--epochs", "1"]
 
@@ -43,8 +44,19 @@ def tables(out) -> dict[str, Table]:
                                                                       "labelsmooth", "labelsmooth-off"]))):
         found |= {f"replicates ({name} arms)": render.replicates_table(compared),
                   f"budget ({name} arms)": render.budget_table(compared),
-                  f"replicated comparison ({name} arms)": render.replicated_comparison_table(compared)}
+                  f"replicated comparison ({name} arms)": render.replicated_comparison_table(compared),
+                  f"sequential ({name} arms)": render.sequential_table(decided(compared))}
     return found
+
+
+def decided(result: CompareResult) -> CompareResult:
+    """The comparison as ``--replicates auto`` with 2 replicates at most would record it, its longest notes shown."""
+    comparisons = [c.model_copy(update={
+        "sequential": sequential.sequential(c.diffs, min_n=2, max_n=2, margin=0.005, comparisons=6, complete=True,
+                                            margin_points=0.5),
+        "after_stop": [0.001] * 12}) for c in result.comparisons]
+    spec = result.spec.model_copy(update={"compare": result.spec.compare.model_copy(update={"replicates": "auto"})})
+    return result.model_copy(update={"comparisons": comparisons, "spec": spec})
 
 
 def more_arms(result: CompareResult, names: list[str]) -> CompareResult:

@@ -102,8 +102,11 @@ def _forest(ax: matplotlib.axes.Axes, result: CompareResult) -> None:
     for k, c in enumerate(result.comparisons):
         color = {"better": "green", "worse": "red"}.get(c.verdict, f"C{k}")
         for i, rec in enumerate(result.replicates):
-            a = _array(next(x for x in rec.arms if x.name == c.arm).test_accuracy)
-            b = _array(next(x for x in rec.arms if x.name == ref).test_accuracy)
+            arm = next((x for x in rec.arms if x.name == c.arm), None)
+            base = next((x for x in rec.arms if x.name == ref), None)
+            if arm is None or base is None:  # not trained: its comparison had decided
+                continue
+            a, b = _array(arm.test_accuracy), _array(base.test_accuracy)
             d = 100 * (a - b)
             d = d[np.isfinite(d)]
             if d.size:
@@ -150,8 +153,41 @@ def _hyperparameters(ax: matplotlib.axes.Axes, result: CompareResult) -> None:
         ax.legend(fontsize=8)
 
 
+def _sequential(ax: matplotlib.axes.Axes, c: object) -> None:
+    """One comparison's repeated CI narrowing over n, the margin band and the stopping point."""
+    seq = c.sequential
+    color = {"better": "green", "worse": "red", "equivalent": "C0"}.get(c.verdict, "0.3")
+    n = [look.n for look in seq.looks]
+    ax.axhspan(-100 * seq.margin, 100 * seq.margin, color="C0", alpha=0.12, label=f"margin ±{100 * seq.margin:g}")
+    ax.axhline(0, color="k", lw=0.8)
+    if n:
+        ax.fill_between(n, [100 * look.rci_low for look in seq.looks], [100 * look.rci_high for look in seq.looks],
+                        color=color, alpha=0.25, step="mid", label="repeated CI")
+        ax.plot(n, [100 * look.mean_diff for look in seq.looks], "o-", color=color, ms=3, label="mean difference")
+        ax.axvline(seq.replicates_used, color=color, ls="--", lw=1)
+        low, high = 100 * seq.looks[-1].rci_low, 100 * seq.looks[-1].rci_high
+        span = max(high - low, 4 * 100 * seq.margin)
+        ax.set_ylim(min(low, -100 * seq.margin) - 0.1 * span, max(high, 100 * seq.margin) + 0.1 * span)
+    ax.set_xlim(seq.min_replicates - 0.5, max(seq.replicates_used, seq.min_replicates) + 0.5)
+    ax.set(xlabel="replicates n", ylabel=f"{c.arm} − {c.reference} (points)",
+           title=f"{c.arm}: {c.verdict} at n = {seq.replicates_used}")
+    ax.legend(fontsize=7, loc="upper right")
+
+
 def compare_figure(result: CompareResult) -> matplotlib.figure.Figure:
-    fig, (ax_forest, ax_p, ax_hp) = plt.subplots(1, 3, figsize=(16, 0.35 * len(result.replicates) + 4.5))
+    sequential = [c for c in result.comparisons if c.sequential is not None]
+    height = 0.35 * len(result.replicates) + 4.5
+    if not sequential:
+        fig, (ax_forest, ax_p, ax_hp) = plt.subplots(1, 3, figsize=(16, height))
+    else:
+        cols = max(3, len(sequential))
+        fig = plt.figure(figsize=(max(16, 4.5 * cols), height + 4))
+        grid = fig.add_gridspec(2, cols, height_ratios=[height, 4])
+        third = cols // 3
+        ax_forest, ax_p = fig.add_subplot(grid[0, :third]), fig.add_subplot(grid[0, third:2 * third])
+        ax_hp = fig.add_subplot(grid[0, 2 * third:])
+        for k, c in enumerate(sequential):
+            _sequential(fig.add_subplot(grid[1, k]), c)
     _forest(ax_forest, result)
     _p_outperform(ax_p, result)
     _hyperparameters(ax_hp, result)

@@ -129,7 +129,7 @@ def workloads_comparison_table(result: WorkloadsCompareResult) -> Table:
             c = comps.get(arm.name)
             cells = (["reference", "", ""] if arm.name == res.reference else ["-", "-", "-"]) if c is None \
                 else [_diff(c.mean_diff, c.ci_low, c.ci_high), f"{_p_outperform(c)}\np {_num(c.p_ttest)}",
-                      _colour(c.verdict)]
+                      _verdict(c)]
             table.add_row(f"  {escape(arm.name)}", f"{pct(arm.mean)}\n({pct(arm.std_ddof1)})", *cells,
                           end_section=k == len(res.arms) - 1)
     r = len(result.results[0].replicates) if result.results else 0
@@ -218,8 +218,16 @@ def comparison_table(result: EvaluateResult) -> Table:
 
 
 def _colour(verdict: str) -> str:
-    colour = {"better": "green", "worse": "red"}.get(verdict, "yellow")
+    colour = {"better": "green", "worse": "red", "equivalent": "cyan"}.get(verdict, "yellow")
     return f"[{colour}]{verdict}[/{colour}]"
+
+
+def _verdict(c: object) -> str:
+    """A replicated comparison's verdict, with the replicates a sequential decision used."""
+    seq = c.sequential
+    if seq is None:
+        return _colour(c.verdict)
+    return f"{_colour(c.verdict)}\nat n = {seq.replicates_used}"
 
 
 #: The width every results table is laid out to fit without folding a word: a terminal's, or rich's
@@ -272,14 +280,17 @@ def replicates_table(result: CompareResult) -> Table:
     below = f", under each score its difference with '{escape(result.reference)}'" if result.reference else ""
     table.caption = (f"Replicate r: data seed {result.spec.data.seed} + r, sampler seed "
                      f"{result.spec.tune.sampler_seed} + r, model seeds rN..rN+N-1 (N = {result.spec.evaluate.seeds})"
-                     f"{below if wide else ''}.")
+                     f"{below if wide else ''}."
+                     + (" -: not trained (every comparison needing the arm had decided)."
+                        if any(rec.not_trained for rec in result.replicates) else ""))
     return _fit(table)
 
 
 def replicated_comparison_table(result: CompareResult) -> Table:
     """The decision over replicates: difference, P(A > B), t-test, verdict, power, variance split."""
     r = len(result.replicates)
-    table = _table(f"Replicated comparison with '{result.reference}' over {r} replicates",
+    over = "the replicates each decision used" if result.spec.compare.auto else f"{r} replicates"
+    table = _table(f"Replicated comparison with '{result.reference}' over {over}",
                    "arm", "diff [95% CI] / two-level", "P(A > B) [95% CI]", "p (t)", "verdict",
                    "R for 80% power", "var. rep / seed")
     for c in result.comparisons:
@@ -288,13 +299,52 @@ def replicated_comparison_table(result: CompareResult) -> Table:
         table.add_row(
             escape(c.arm), _diff(c.mean_diff, c.ci_low, c.ci_high) + "\n" + _interval(c.ci_two_level_low,
                                                                                         c.ci_two_level_high),
-            _p_outperform(c), _num(c.p_ttest), _colour(c.verdict),
+            _p_outperform(c), _num(c.p_ttest), _verdict(c),
             "-" if c.replicates_for_power is None else str(c.replicates_for_power), share,
         )
-    gamma = result.spec.compare.gamma
-    table.caption = (f"Verdict: better / worse only when the paired t-test over replicates rejects at 0.05, the "
-                     f"P(A > B) interval excludes 0.5 and P(A > B) >= {gamma:g} (<= {1 - gamma:g}). "
-                     f"Covers {result.covers}." + (f" Tuning: {result.budget_note}." if result.budget_note else ""))
+    gamma, margin = result.spec.compare.gamma, result.spec.compare.margin
+    rule = ("Verdict: the sequential rule (next table)." if result.spec.compare.auto else
+            f"Verdict: better / worse only when the paired t-test over replicates rejects at 0.05, the P(A > B) "
+            f"interval excludes 0.5 and P(A > B) >= {gamma:g} (<= {1 - gamma:g}); equivalent when both one-sided "
+            f"tests at ±{margin:g} points reject at 0.05; else inconclusive.")
+    table.caption = (f"{rule} Covers {result.covers}." + (f" Tuning: {result.budget_note}." if result.budget_note
+                                                          else ""))
+    return _fit(table)
+
+
+def sequential_table(result: CompareResult) -> Table:
+    """``compare --replicates auto``: each comparison's decision, where it stopped, its repeated CI, the sign test."""
+    comps = [c for c in result.comparisons if c.sequential is not None]
+    table = _table(f"Sequential decisions against '{result.reference}' (differences in accuracy points)",
+                   "arm", "decision", "mean diff [RCI]", "P(A > B)", "sign test")
+    for c in comps:
+        seq = c.sequential
+        notes = []
+        if seq.decision in ("better", "worse") and seq.within_margin:
+            notes.append("by less than the margin")
+        if seq.meaningful is False:
+            notes.append(f"P(A > B) short of gamma {seq.gamma:g}")
+        if c.after_stop:
+            notes.append(f"+{len(c.after_stop)} after the stop (unused)")
+        sign = seq.sign_test
+        if sign.decision:
+            sign_cell = f"{sign.decision} at n = {sign.n}"
+        elif sign.earliest is None or sign.earliest > seq.replicates_used:
+            sign_cell = "too few replicates" if sign.earliest is None else f"can decide from n = {sign.earliest}"
+        else:
+            sign_cell = f"no decision by n = {seq.replicates_used}"
+        if seq.agrees_with_sign_test is False:
+            sign_cell += "\n[bold]disagrees[/bold]"
+        mean = "-" if seq.mean_diff is None else _diff(seq.mean_diff, seq.rci_low, seq.rci_high)
+        table.add_row(escape(c.arm), "\n".join([_verdict(c), *notes]), mean,
+                      "-" if seq.p_outperform is None else f"{seq.p_outperform:.2f}", sign_cell)
+    if comps:
+        seq = comps[0].sequential
+        level = seq.sign_test.nominal_level
+        sign = (f"sign test on wins at the same looks, nominal level {level:.4g}" if level > 0 else
+                "the sign test on wins cannot decide within this many replicates")
+        table.caption = (f"{seq.rule}. p* = {seq.p_star:.4g} ({seq.p_star_paths:,} simulated paths); alpha "
+                         f"{seq.alpha_per_comparison:.4g} per comparison; {sign}.")
     return _fit(table)
 
 

@@ -29,12 +29,14 @@ from sscbench.spec import RunSpec, SearchRange
 from sscbench.stats.paired import Comparison, Summary
 from sscbench.stats.replicates import ReplicatedComparison
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Versions this sscbench reads. Version 2 added ``provenance.cpu``, ``evaluate.covers`` and the
 #: compare kinds; a version 1 file reads with those absent. Version 3 replaced the spec's
 #: ``[model] hidden`` with ``[workload]`` (name and args); older files read as mnist1d-mlp with
-#: their hidden widths.
-READABLE_VERSIONS = (1, 2, 3)
+#: their hidden widths. Version 4 added the equivalence margin, the verdict's rule, the sequential
+#: record of ``compare --replicates auto`` and the arms a replicate left untrained; older files read
+#: with those absent, and their verdict "no detectable difference" is kept as written.
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 COVERS_SEEDS = ("model seeds only (initialisation and batch order); the data draw and the tuning run are "
                 "fixed: `sscbench compare` re-draws both")
@@ -235,6 +237,8 @@ class ReplicateRecord(Record):
     model_seeds: list[int]
     tuning: list[TunedPick]
     arms: list[ReplicateArm]
+    not_trained: list[str] = Field(default_factory=list, description="Arms left out of this replicate because "
+                                   "every comparison needing them had decided (compare --replicates auto).")
     tune_seconds: float
     evaluate_seconds: float
     model_epochs: int = Field(description="Epochs trained in this replicate, summed over models (tuning included).")

@@ -7,20 +7,31 @@ unless ``compare.tune = "once"``) and its own model seeds (``r N .. r N + N - 1`
 the tuning trials use the first of them, as the protocol uses seed 0). So
 replicate 0 is the protocol itself and gives ``sscbench reproduce``'s numbers.
 Arms are paired within a replicate (same data, same model seeds), and the
-decision is made over replicates (``sscbench.replicate_stats``).
+decision is made over replicates (``sscbench.stats.replicates``).
+
+With ``compare.replicates = 'auto'`` replicates are added in index order and a
+look is taken after the first ``min_replicates`` and then after every ``batch``
+(``sscbench.stats.sequential``): each arm against the reference is its own
+sequential comparison, alpha split over them (Bonferroni). An arm whose
+comparison has decided is not trained in later replicates (unless an open
+comparison takes its hyperparameters), and the run ends when every comparison
+has decided or ``max_replicates`` ran. The decision is a pure function of the
+replicates recorded so far, so a resumed run reaches the same decision at the
+same n, and replicates finished past a stop (by workers) are shown but unused.
 
 Each finished replicate is a checkpoint file under
 ``OUT/compare-replicates/KEY/``, where KEY hashes every setting that decides a
-replicate's results (not R, F or gamma): raising R later, or re-running an
+replicate's results (not R, F, gamma or the sequential settings): raising R later, or re-running an
 interrupted compare, reuses what is there. Tuning studies live in the Optuna
 storage and resume exactly (``sscbench.tuning``).
-What it is not: the statistics (``sscbench.replicate_stats``) or any output
+What it is not: the statistics (``sscbench.stats``) or any output
 beyond the results files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,9 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sscbench import data
 from sscbench.contracts import registry
 from sscbench.contracts.task import Run
 from sscbench.engine.host import cpu_info
+from sscbench.files import write_atomic
 from sscbench.output import results
 from sscbench.output.results import (
     ArmAcrossReplicates,
@@ -48,7 +61,9 @@ from sscbench.spec import RunSpec, SpecError
 from sscbench.stages import arms as arms_mod
 from sscbench.stages import tuning, workflow, workqueue
 from sscbench.stages.storage import Storage, open_storage
+from sscbench.stats import paired as stats
 from sscbench.stats import replicates as replicate_stats
+from sscbench.stats import sequential
 
 DERIVATION = {
     "data_seed": "data.seed + r (mnist1d regenerated: new train, validation and test sets)",
@@ -85,7 +100,8 @@ def replicate_spec(spec: RunSpec, rep: Replicate) -> RunSpec:
 
 
 def indices(spec: RunSpec) -> range:
-    return range(spec.compare.first_replicate, spec.compare.first_replicate + spec.compare.replicates)
+    """Every replicate the comparison may run: R of them, or up to max_replicates with 'auto'."""
+    return range(spec.compare.first_replicate, spec.compare.first_replicate + spec.compare.planned)
 
 
 def check(spec: RunSpec) -> None:
@@ -99,13 +115,17 @@ def check(spec: RunSpec) -> None:
         raise SpecError("the model seeds of the last replicate go past 2**63 - 1: lower --first-replicate")
     if spec.tune.studies != 1:
         raise SpecError("tune.studies must be 1 in a comparison: its replicates are the independent tuning runs")
+    if spec.compare.auto and workflow.reference_arm(workflow.expand_ablations(spec)) is None:
+        raise SpecError("--replicates auto decides arms against a reference arm: add the reference arm "
+                        f"'{spec.evaluate.reference}' or name one with --reference")
 
 
 def key(spec: RunSpec) -> str:
     """Hash of every setting that decides a replicate's results (not R, F, gamma or the reference), and the code."""
     dumped = spec.model_dump_json(exclude={
         "train": {"device", "threads", "workers"}, "evaluate": {"reference"}, "storage": True,
-        "compare": {"replicates", "first_replicate", "gamma"}})
+        "compare": {"replicates", "first_replicate", "gamma", "min_replicates", "max_replicates", "margin",
+                    "batch"}})
     once = f"|tuned-on={spec.compare.first_replicate}" if spec.compare.tune == "once" else ""
     code = registry.code_fingerprint(["baseline", *(a.regularizer for a in spec.evaluate.arms)],
                                      [spec.workload.name])
@@ -117,9 +137,25 @@ def checkpoint_path(out: Path, settings: str, r: int) -> Path:
     return out / "compare-replicates" / settings / f"replicate-{r}.json"
 
 
-def to_tune(spec: RunSpec) -> list[str]:
-    """Regularizers tuned in a replicate: those of arms with neither params nor ``from``, in arm order."""
-    return list(dict.fromkeys(a.regularizer for a in spec.evaluate.arms if a.params is None and a.from_ is None))
+def to_tune(spec: RunSpec, arms: set[str] | None = None) -> list[str]:
+    """Regularizers tuned in a replicate: those of arms with neither params nor ``from``, in arm order
+    (of the arms named in ``arms`` and those they take hyperparameters from, when given)."""
+    named = spec.evaluate.arms if arms is None else [a for a in spec.evaluate.arms if a.name in sources(spec, arms)]
+    return list(dict.fromkeys(a.regularizer for a in named if a.params is None and a.from_ is None))
+
+
+def sources(spec: RunSpec, arms: set[str]) -> set[str]:
+    """``arms`` and every arm they take hyperparameters from, through ``from`` chains."""
+    by_name = {a.name: a for a in spec.evaluate.arms}
+    found, todo = set(), list(arms)
+    while todo:
+        name = todo.pop()
+        if name in found or name not in by_name:
+            continue
+        found.add(name)
+        if by_name[name].from_ is not None:
+            todo.append(by_name[name].from_)
+    return found
 
 
 def covers(spec: RunSpec) -> str:
@@ -171,19 +207,25 @@ def _tune(run: Run, rep: Replicate, regularizer: str, storage: Storage,
 
 def run_replicate(run: Run, settings: str, rep: Replicate, out: Path, storage: Storage,
                   once: dict[str, TunedPick], progress: Progress = Progress(), done: int = 0, total: int = 0,
-                  wait: bool = True) -> ReplicateRecord | None:
+                  wait: bool = True, arms: set[str] | None = None) -> ReplicateRecord | None:
     """One complete protocol run of the comparison ``run`` (whose ``key`` is ``settings``); ``once``
-    holds the picks reused under ``compare.tune = 'once'``.
+    holds the picks reused under ``compare.tune = 'once'``. ``arms``: train only these (of the
+    expanded arms; default all), tuning what they need.
 
     With ``wait=False`` (workers sharing a storage) it does what work it can and returns None
     where the rest is held by other workers.
     """
     spec = run.spec
     run_r = run.with_spec(replicate_spec(spec, rep))  # its data seed: its own dataset, loaded once
+    expanded = workflow.expand_ablations(spec)
+    every = [a.name for a in expanded.evaluate.arms]
+    train = set(every) if arms is None else set(arms) & set(every)
+    needed = sources(expanded, train)
     picks: dict[str, TunedPick] = {}
     model_epochs = 0
     started = time.perf_counter()
-    for regularizer in to_tune(spec):
+    wanted = to_tune(expanded, needed)
+    for regularizer in wanted:
         if regularizer in once:
             picks[regularizer] = once[regularizer]
             continue
@@ -196,7 +238,7 @@ def run_replicate(run: Run, settings: str, rep: Replicate, out: Path, storage: S
             picks[regularizer], spent = tuned_here
             model_epochs += spent
         done += 1
-    if len(picks) < len(to_tune(spec)):
+    if len(picks) < len(wanted):
         return None
     tune_seconds = time.perf_counter() - started
 
@@ -205,7 +247,8 @@ def run_replicate(run: Run, settings: str, rep: Replicate, out: Path, storage: S
     spec_e = run_e.spec
     tuned = {reg: (p.params, f"tuned in replicate {p.tuned_in} (study {p.study_name}, trial {p.best_trial}, "
                              f"value {p.best_value:.4f})") for reg, p in picks.items()}
-    resolved = arms_mod.resolve(spec_e.evaluate.arms, out, spec_e, tuned=tuned)
+    resolved = arms_mod.resolve([a for a in spec_e.evaluate.arms if a.name in needed], out, spec_e, tuned=tuned)
+    resolved = [a for a in resolved if a.name in train]
     label = f"replicate {rep.index}: evaluate"
     if progress.on_stage:
         progress.on_stage(label, done, total)
@@ -224,7 +267,8 @@ def run_replicate(run: Run, settings: str, rep: Replicate, out: Path, storage: S
     return ReplicateRecord(
         key=settings, index=rep.index, data_seed=rep.data_seed, sampler_seed=rep.sampler_seed,
         tune_model_seed=rep.tune_model_seed, model_seeds=list(rep.model_seeds), tuning=list(picks.values()),
-        arms=arms, tune_seconds=tune_seconds, evaluate_seconds=time.perf_counter() - started,
+        arms=arms, not_trained=[n for n in every if n not in train], tune_seconds=tune_seconds,
+        evaluate_seconds=time.perf_counter() - started,
         model_epochs=model_epochs, cpu=cpu_info(),
     )
 
@@ -240,9 +284,15 @@ def load_checkpoint(path: Path, settings: str, r: int) -> ReplicateRecord | None
     return record
 
 
+def _has(record: ReplicateRecord, arm: str) -> bool:
+    return any(a.name == arm for a in record.arms)
+
+
 def _matrix(records: list[ReplicateRecord], arm: str) -> np.ndarray:
-    rows = [next(a for a in rec.arms if a.name == arm).test_accuracy for rec in records]
-    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+    """[R, N] test accuracies of ``arm`` (NaN: a diverged seed, or the arm not trained in that replicate)."""
+    n = max((len(rec.model_seeds) for rec in records), default=0)
+    rows = [next((a.test_accuracy for a in rec.arms if a.name == arm), [None] * n) for rec in records]
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float).reshape(len(rows), n)
 
 
 def _across(records: list[ReplicateRecord], name: str, regularizer: str) -> ArmAcrossReplicates:
@@ -256,28 +306,112 @@ def _across(records: list[ReplicateRecord], name: str, regularizer: str) -> ArmA
     )
 
 
-def summarise(spec: RunSpec, records: list[ReplicateRecord], reference: str | None
+def p_star(min_n: int, max_n: int, alpha: float) -> float:
+    """The calibrated p* (``sequential.calibrate_p_star``), kept in the data cache folder once computed.
+
+    The cache is only a shortcut: an unreadable or unwritable cache means computing it again (about 2 s).
+    """
+    key = f"{min_n},{max_n},{alpha!r},{sequential.PATHS},{sequential.CALIBRATION_SEED}"
+    path = data.default_cache_dir() / "sequential-p-star.json"
+    try:
+        cached = json.loads(path.read_text())
+        value = cached.get(key) if isinstance(cached, dict) else None
+        if isinstance(value, float) and 0 < value < 1:
+            return value
+    except (OSError, ValueError):
+        cached = {}
+    value = sequential.calibrate_p_star(min_n, max_n, alpha)
+    try:
+        write_atomic(path, json.dumps((cached if isinstance(cached, dict) else {}) | {key: value}, indent=1))
+    except OSError:
+        pass
+    return value
+
+
+def _pairs(records: list[ReplicateRecord], arm: str, reference: str
+           ) -> tuple[list[ReplicateRecord], np.ndarray, np.ndarray]:
+    """The replicates that trained both arms, in index order, and their [R, N] accuracies."""
+    both = [rec for rec in records if _has(rec, arm) and _has(rec, reference)]
+    return both, _matrix(both, arm), _matrix(both, reference)
+
+
+def family_size(spec: RunSpec) -> int:
+    """Comparisons of one workload: every arm against the reference (at least 1)."""
+    expanded = workflow.expand_ablations(spec)
+    reference = workflow.reference_arm(expanded)
+    return max(1, sum(a.name != reference for a in expanded.evaluate.arms)) if reference else 1
+
+
+def sequential_state(spec: RunSpec, records: list[ReplicateRecord], reference: str, arm: str, comparisons: int,
+                     complete: bool) -> tuple[sequential.Sequential, list[ReplicateRecord], np.ndarray]:
+    """The sequential decision of ``arm`` against ``reference`` over the records in index order (pure), the
+    replicates that trained both arms and their per-replicate differences (NaN where an arm has no score)."""
+    both, a, b = _pairs(records, arm, reference)
+    diffs = replicate_stats.scores(a) - replicate_stats.scores(b) if both else np.zeros(0)
+    c = spec.compare
+    decision = sequential.sequential(
+        diffs[np.isfinite(diffs)], min_n=c.min_replicates, max_n=c.max_replicates, margin=c.margin / 100,
+        alpha=stats.ALPHA, comparisons=comparisons, batch=c.batch, gamma=c.gamma, margin_points=c.margin,
+        complete=complete, p_star=p_star(c.min_replicates, c.max_replicates, stats.ALPHA / comparisons))
+    return decision, both, diffs
+
+
+def open_arms(spec: RunSpec, records: list[ReplicateRecord], reference: str, comparisons: int) -> list[str]:
+    """The arms whose comparison with the reference has not decided yet (pure)."""
+    arms = [a.name for a in workflow.expand_ablations(spec).evaluate.arms if a.name != reference]
+    return [arm for arm in arms
+            if sequential_state(spec, records, reference, arm, comparisons, False)[0].decision is None]
+
+
+def summarise(spec: RunSpec, records: list[ReplicateRecord], reference: str | None, comparisons: int = 1
               ) -> tuple[list[ArmAcrossReplicates], list[replicate_stats.ReplicatedComparison]]:
-    """Per-arm scores across replicates and every arm against the reference (pure: files not touched)."""
-    names = [(a.name, a.regularizer) for a in records[0].arms]
+    """Per-arm scores across replicates and every arm against the reference (pure: files not touched).
+
+    With ``replicates = 'auto'`` each comparison's statistics cover the replicates its sequential
+    decision used; differences of replicates finished past its stop are listed apart (``after_stop``).
+    """
+    names = [(a.name, a.regularizer) for a in workflow.expand_ablations(spec).evaluate.arms
+             if any(_has(rec, a.name) for rec in records)]
     across = [_across(records, name, reg) for name, reg in names]
-    comparisons = []
-    if reference is not None:
-        ref = _matrix(records, reference)
-        for name, _ in names:
-            if name == reference:
-                continue
-            try:
-                comparisons.append(replicate_stats.compare(name, _matrix(records, name), reference, ref,
-                                                           gamma=spec.compare.gamma))
-            except ValueError:  # no replicate where both arms have a score: nothing to compare
-                continue
-    return across, comparisons
+    found = []
+    if reference is None:
+        return across, found
+    for name, _ in names:
+        if name == reference:
+            continue
+        both, a, b = _pairs(records, name, reference)
+        if not both:
+            continue
+        after, decided = [], None
+        if spec.compare.auto:
+            decided, _, diffs = sequential_state(spec, records, reference, name, comparisons, True)
+            usable = np.flatnonzero(np.isfinite(diffs))
+            cut = int(usable[decided.replicates_used - 1]) + 1 if decided.replicates_used else len(both)
+            after = [float(x) for x in diffs[cut:] if np.isfinite(x)]
+            both, a, b = both[:cut], a[:cut], b[:cut]
+        try:
+            comparison = replicate_stats.compare(name, a, reference, b, gamma=spec.compare.gamma,
+                                                 margin_points=spec.compare.margin,
+                                                 indices=[rec.index for rec in both])
+        except ValueError:  # no replicate where both arms have a score: nothing to compare
+            continue
+        if decided is not None:
+            comparison = comparison.model_copy(update={
+                "sequential": decided, "verdict": decided.decision, "rule": decided.rule, "after_stop": after})
+        found.append(comparison)
+    return across, found
 
 
 def run(run: Run, out: Path, storage: str | None = None, progress: Progress = Progress(),
-        command: str = "compare") -> tuple[CompareResult, Path, Path]:
-    """Run (or resume) replicates F..F+R-1; writes every checkpoint, ``out/compare.json`` and ``compare.png``."""
+        command: str = "compare", comparisons: int | None = None) -> tuple[CompareResult, Path, Path]:
+    """Run (or resume) the comparison's replicates; writes every checkpoint, ``out/compare.json`` and ``compare.png``.
+
+    Fixed R: replicates F..F+R-1. ``replicates = 'auto'``: from F on, a look after the first
+    ``min_replicates`` and then after every ``batch``; an arm whose comparison has decided is not
+    trained again, and the run ends when every comparison has decided or ``max_replicates`` ran.
+    ``comparisons``: the family over which alpha is split (default: this run's arms against the
+    reference; ``compare --workloads`` passes every workload's).
+    """
     started = datetime.now(UTC)
     spec = run.spec
     check(spec)
@@ -290,48 +424,71 @@ def run(run: Run, out: Path, storage: str | None = None, progress: Progress = Pr
     arms_mod.resolve(expanded.evaluate.arms, out, expanded,  # a bad arm is refused before any work
                      tuned={reg: (_placeholder(spec, reg), "") for reg in to_tune(spec)})
     workflow.apply_runtime(spec)
+    family = comparisons or family_size(spec)
     storage = storage or spec.storage.url  # the argument, else the spec's [storage] url
     opened = open_storage(storage, spec.storage) if storage else None  # a bad URL is refused before any write
     out.mkdir(parents=True, exist_ok=True)
     opened = opened or open_storage(workflow.default_storage(out), spec.storage)
     total = sum(stages(spec, r) for r in indices(spec))
     finished: dict[int, ReplicateRecord] = {}
-    reused, once = [], {}
-    # Workers sharing a storage first go through every replicate doing what work is free (so N
-    # workers spread over the replicates instead of queueing on the first), then wait for the rest
-    # in order. A single process never finds work held by another, so it takes one pass in order.
-    for wait in ([False, True] if opened.shared else [True]):
-        done = 0
-        for r in indices(spec):
-            if r in finished:
-                done += stages(spec, r)
-                continue
-            path = checkpoint_path(out, settings, r)
-            record = load_checkpoint(path, settings, r)
-            if record is not None:
-                reused.append(r)
-            elif spec.compare.tune == "once" and r != spec.compare.first_replicate and not once:
-                record = None  # the picks of replicate F are not there yet
-            else:
-                record = run_replicate(run, settings, replicate(spec, r), out, opened, once, progress, done, total,
-                                       wait)
-                if record is not None:
-                    results.save(record, path)
-                    run.datasets.forget(replicate_spec(spec, replicate(spec, r)).data)  # nothing trains on it again
-            done += stages(spec, r)
-            if record is None:
-                continue
-            if spec.compare.tune == "once" and r == spec.compare.first_replicate:
-                once = {p.regularizer: p for p in record.tuning}
-            finished[r] = record
-    records = [finished[r] for r in indices(spec)]
+    reused: list[int] = []
+    once: dict[str, TunedPick] = {}
+    every = {a.name for a in expanded.evaluate.arms}
+
+    def window(todo: list[int], arms: set[str] | None, note: str) -> None:
+        nonlocal once
+        # Workers sharing a storage first go through every replicate doing what work is free (so N
+        # workers spread over the replicates instead of queueing on the first), then wait for the rest
+        # in order. A single process never finds work held by another, so it takes one pass in order.
+        for wait in ([False, True] if opened.shared else [True]):
+            for r in todo:
+                done = sum(stages(spec, i) for i in indices(spec) if i < r)
+                if r in finished:
+                    continue
+                path = checkpoint_path(out, settings, r)
+                record = load_checkpoint(path, settings, r)
+                recorded = {a.name for a in record.arms} if record is not None else set()
+                if record is not None and (arms or every) <= recorded:
+                    reused.append(r)
+                elif spec.compare.tune == "once" and r != spec.compare.first_replicate and not once:
+                    record = None  # the picks of replicate F are not there yet
+                else:
+                    staged = Progress(
+                        (lambda label, d, t: progress.on_stage(label + note, d, t)) if progress.on_stage else None,
+                        progress.on_epoch)
+                    record = run_replicate(run, settings, replicate(spec, r), out, opened, once, staged, done, total,
+                                           wait, None if arms is None else arms | recorded)
+                    if record is not None:
+                        results.save(record, path)
+                        run.datasets.forget(replicate_spec(spec, replicate(spec, r)).data)  # nothing trains on it again
+                if record is None:
+                    continue
+                if spec.compare.tune == "once" and r == spec.compare.first_replicate:
+                    once = {p.regularizer: p for p in record.tuning}
+                finished[r] = record
+
+    def ordered() -> list[ReplicateRecord]:
+        return [finished[r] for r in sorted(finished)]
+
+    if not spec.compare.auto:
+        window(list(indices(spec)), None, "")
+    else:
+        todo, size = list(indices(spec)), spec.compare.min_replicates
+        while todo:
+            still = open_arms(spec, ordered(), reference, family)
+            if not still:
+                break
+            train = sources(expanded, {reference, *still})  # the reference and every open arm (with its sources)
+            window(todo[:size], train, f" ({len(still)} of {len(every) - 1} comparisons open)")
+            todo, size = todo[size:], spec.compare.batch
+    records = ordered()
     if progress.on_stage:
-        progress.on_stage("statistics", done, total)
-    across, comparisons = summarise(spec, records, reference)
+        progress.on_stage("statistics", total, total)
+    across, comparisons_found = summarise(spec, records, reference, family)
     budgets = tuning_budgets(spec, records)
     result = CompareResult(
         spec=spec, key=settings, derivation=DERIVATION, covers=covers(spec), replicates=records, arms=across,
-        reference=reference, comparisons=comparisons, reused_replicates=reused,
+        reference=reference, comparisons=comparisons_found, reused_replicates=reused,
         tuning_budgets=budgets, budget_note=budget_note(budgets),
         provenance=results.provenance(spec.train.device, started, command),
     )

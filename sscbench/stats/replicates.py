@@ -14,6 +14,11 @@ differences d_r = score_A,r - score_B,r:
 - ``p_ttest``: the paired t-test over replicates;
 - ``verdict``: "better" / "worse" only when the t-test rejects at alpha, the
   P(A > B) interval excludes 0.5 and P(A > B) >= gamma (<= 1 - gamma);
+  otherwise "equivalent" when the two one-sided tests at the margin both reject
+  (the 1 - 2 alpha t-interval lies inside (-margin, +margin)), else
+  "inconclusive" (files written before the margin say "no detectable difference");
+- ``sequential``: the decision of ``compare --replicates auto``
+  (``sscbench.stats.sequential``), when the comparison was run that way;
 - ``replicates_for_power`` and the share of the seed-level difference's
   variance that lies between replicates (data + tuning) and within them (seeds).
 
@@ -29,8 +34,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from sscbench.stats import paired as stats
+from sscbench.stats.sequential import Sequential
 
 GAMMA = 0.75  # Bouthillier et al.'s threshold for a meaningful P(A > B)
+MARGIN_POINTS = 0.5  # the default equivalence margin, in accuracy points
 TWO_LEVEL_RESAMPLES = 10_000
 
 
@@ -63,6 +70,12 @@ class ReplicatedComparison(BaseModel):
     variance_seeds: float | None
     variance_share_replicates: float | None
     variance_share_seeds: float | None
+    margin: float | None = None  # in the unit of diffs; None in files written before the margin
+    rule: str | None = None  # how the verdict was reached, in words
+    replicate_indices: list[int] | None = None  # the replicate behind each of diffs
+    left_out: list[str] = []  # replicates not in diffs, and why
+    after_stop: list[float] = []  # differences of replicates finished past the sequential stop (not used)
+    sequential: Sequential | None = None
 
 
 def scores(acc: np.ndarray) -> np.ndarray:
@@ -135,29 +148,53 @@ def variance_components(d: np.ndarray) -> tuple[float, float] | None:
     return float(max(0.0, (ms_between - ms_within) / n0)), float(ms_within)
 
 
+def equivalent(diffs: np.ndarray, margin: float, alpha: float = stats.ALPHA) -> bool:
+    """Two one-sided t-tests at the margin both reject: the 1 - 2 alpha t-interval lies inside (-margin, margin).
+
+    Constant differences (sd 0) are equivalent when their value lies inside; a single one never is.
+    """
+    d = np.asarray(diffs, dtype=float)
+    if d.size < 2:
+        return False
+    half = float(stats._scipy().t.ppf(1 - alpha, d.size - 1)) * float(d.std(ddof=1)) / math.sqrt(d.size)
+    return bool(-margin < d.mean() - half and d.mean() + half < margin)
+
+
 def verdict(mean_diff: float, p_ttest: float, p_out: float, p_low: float, p_high: float,
-            alpha: float = stats.ALPHA, gamma: float = GAMMA) -> str:
-    """'better' / 'worse' only when the difference is both significant and meaningful."""
+            alpha: float = stats.ALPHA, gamma: float = GAMMA, equivalent: bool = False) -> str:
+    """'better' / 'worse' only when the difference is both significant and meaningful; else
+    'equivalent' when the equivalence tests at the margin reject (``equivalent``), else 'inconclusive'."""
     significant = math.isfinite(p_ttest) and p_ttest < alpha
     if significant and mean_diff > 0 and p_low > 0.5 and p_out >= gamma:
         return "better"
     if significant and mean_diff < 0 and p_high < 0.5 and p_out <= 1 - gamma:
         return "worse"
-    return "no detectable difference"
+    return "equivalent" if equivalent else "inconclusive"
+
+
+def fixed_rule(margin_points: float, alpha: float = stats.ALPHA, gamma: float = GAMMA) -> str:
+    return (f"fixed replicates: better / worse when the paired t-test rejects at {alpha:g}, the P(A > B) interval "
+            f"excludes 0.5 and P(A > B) >= {gamma:g} (<= {1 - gamma:g}); equivalent when both one-sided tests "
+            f"at ±{margin_points:g} points reject at {alpha:g}; else inconclusive")
 
 
 def compare(arm: str, a: np.ndarray, reference: str, b: np.ndarray, seed: int = 0,
             resamples: int = stats.BOOTSTRAP_RESAMPLES, alpha: float = stats.ALPHA,
-            gamma: float = GAMMA) -> ReplicatedComparison:
+            gamma: float = GAMMA, margin_points: float = MARGIN_POINTS,
+            indices: list[int] | None = None) -> ReplicatedComparison:
     """A against reference B; a[r, s] and b[r, s] share replicate r's data and model seed s.
 
-    Replicates where either arm has no finite seed are left out.
+    Replicates where either arm has no finite seed are left out. Accuracies are fractions, so the
+    margin in points becomes ``margin_points / 100`` in the unit of the differences.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape or a.ndim != 2 or a.size == 0:
         raise ValueError(f"replicated comparison needs two equal [R, N] arrays, got {a.shape} and {b.shape}")
     sa, sb = scores(a), scores(b)
     keep = np.isfinite(sa) & np.isfinite(sb)
+    indices = list(range(a.shape[0])) if indices is None else list(indices)
+    left_out = [f"replicate {r}: every seed of '{arm if not np.isfinite(x) else reference}' diverged"
+                for r, x, k in zip(indices, sa, keep, strict=True) if not k]
     a, b, sa, sb = a[keep], b[keep], sa[keep], sb[keep]
     if not keep.any():
         raise ValueError(f"no replicate where both '{arm}' and '{reference}' have a finite score")
@@ -177,7 +214,10 @@ def compare(arm: str, a: np.ndarray, reference: str, b: np.ndarray, seed: int = 
         ci_two_level_high=stats.finite(high2), ci_resamples=resamples,
         p_outperform=p_out, p_outperform_ci_low=p_low, p_outperform_ci_high=p_high,
         p_outperform_ci_method="wilson", p_ttest=stats.finite(p_t), alpha=alpha, gamma=gamma,
-        verdict=verdict(float(diffs.mean()), p_t, p_out, p_low, p_high, alpha, gamma),
+        verdict=verdict(float(diffs.mean()), p_t, p_out, p_low, p_high, alpha, gamma,
+                        equivalent(diffs, margin_points / 100, alpha)),
+        margin=margin_points / 100, rule=fixed_rule(margin_points, alpha, gamma),
+        replicate_indices=[r for r, k in zip(indices, keep, strict=True) if k], left_out=left_out,
         replicates_for_power=stats.seeds_for_power(diffs, alpha=alpha),
         variance_replicates=between, variance_seeds=within,
         variance_share_replicates=None if not total else between / total,

@@ -1,0 +1,219 @@
+"""`sscbench compare --replicates auto` end to end at tiny sizes: decisions, dropped arms, resume, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from sscbench.cli import app
+from sscbench.output import results
+from sscbench.output.results import CompareResult
+from sscbench.stages import compare
+from sscbench.stats import sequential as sq
+
+runner = CliRunner()
+AUTO = ("--replicates", "auto", "--min-replicates", 3, "--max-replicates", 6, "--seeds", 2, "--epochs", 3)
+#: baseline and its twin (the same fixed hyperparameters), an arm that cannot learn, and ssc at fixed values
+SPEC = """
+[[evaluate.arms]]
+name = "baseline"
+regularizer = "baseline"
+params = { lr = 5e-3, weight_decay = 1e-3 }
+[[evaluate.arms]]
+name = "twin"
+regularizer = "baseline"
+params = { lr = 5e-3, weight_decay = 1e-3 }
+[[evaluate.arms]]
+name = "frozen"
+regularizer = "baseline"
+params = { lr = 1e-9, weight_decay = 0.0 }
+[[evaluate.arms]]
+name = "ssc"
+regularizer = "ssc"
+params = { lr = 5e-3, weight_decay = 1e-3, lambda_ssc = 0.05 }
+"""
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def ok(*args):
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def load(out) -> CompareResult:
+    return results.load(out / "compare.json", CompareResult)
+
+
+@pytest.fixture(scope="module")
+def auto(tmp_path_factory):
+    root = tmp_path_factory.mktemp("auto")
+    spec = root / "spec.toml"
+    spec.write_text(SPEC)
+    out = root / "out"
+    res = ok("compare", "--spec", spec, *AUTO, "--out", out)
+    return spec, out, res.output
+
+
+def recompute(c, result: CompareResult) -> sq.Sequential:
+    s = result.spec.compare
+    return sq.sequential(c.diffs + c.after_stop, min_n=s.min_replicates, max_n=s.max_replicates,
+                         margin=s.margin / 100, comparisons=c.sequential.comparisons, batch=s.batch, gamma=s.gamma,
+                         margin_points=s.margin, complete=True, p_star=c.sequential.p_star)
+
+
+def test_identical_arms_end_equivalent_and_an_arm_that_cannot_learn_worse_at_the_first_look(auto):
+    _, out, output = auto
+    result = load(out)
+    comps = {c.arm: c for c in result.comparisons}
+    assert set(comps) == {"twin", "frozen", "ssc"}
+    twin, frozen = comps["twin"].sequential, comps["frozen"].sequential
+    assert (twin.decision, twin.replicates_used, twin.rci_low, twin.rci_high) == ("equivalent", 3, 0.0, 0.0)
+    assert (frozen.decision, frozen.replicates_used) == ("worse", 3) and frozen.rci_high < 0
+    assert comps["twin"].verdict == "equivalent" and comps["frozen"].verdict == "worse"
+    for seq in (twin, frozen):
+        assert seq.comparisons == 3 and seq.alpha_per_comparison == pytest.approx(0.05 / 3)
+        assert seq.margin == 0.005 and (seq.min_replicates, seq.max_replicates) == (3, 6)
+        assert 0 < seq.p_star < seq.alpha_per_comparison and seq.looks[0].n == 3
+    assert "Sequential decisions" in output and "equivalent" in output and "worse" in output
+
+
+def test_decided_arms_stop_costing_compute_and_the_run_ends_when_all_have_decided(auto):
+    _, out, _ = auto
+    result = load(out)
+    ssc = next(c for c in result.comparisons if c.arm == "ssc").sequential
+    assert len(result.replicates) == max(3, ssc.replicates_used)  # not one replicate more than needed
+    for rec in result.replicates:
+        names = [a.name for a in rec.arms]
+        if rec.index < 3:
+            assert names == ["baseline", "twin", "frozen", "ssc"] and rec.not_trained == []
+        else:  # twin and frozen had decided: only the reference and the open comparison train
+            assert names == ["baseline", "ssc"] and rec.not_trained == ["twin", "frozen"]
+
+
+def test_the_sequential_records_agree_with_a_recomputation_from_their_own_differences(auto):
+    _, out, _ = auto
+    result = load(out)
+    raw = json.loads((out / "compare.json").read_text())
+    for c, doc in zip(result.comparisons, raw["comparisons"], strict=True):
+        assert recompute(c, result) == c.sequential
+        seq = doc["sequential"]
+        for field in ("decision", "replicates_used", "rci_low", "rci_high", "margin", "alpha", "alpha_per_comparison",
+                      "min_replicates", "max_replicates", "p_star", "looks"):
+            assert field in seq
+        assert all(set(look) == {"n", "mean_diff", "rci_low", "rci_high"} for look in seq["looks"])
+        scores = {r.index: {a.name: a.score for a in r.arms} for r in result.replicates}
+        assert c.diffs == pytest.approx([scores[r][c.arm] - scores[r]["baseline"] for r in c.replicate_indices])
+        assert seq["looks"][-1]["mean_diff"] == pytest.approx(np.mean(c.diffs[:seq["replicates_used"]]))
+
+
+def test_an_interrupted_run_resumes_to_the_same_decisions_at_the_same_n(auto, tmp_path):
+    spec, out, _ = auto
+    first = load(out)
+    copy = tmp_path / "out"
+    key = first.key
+    last = max(r.index for r in first.replicates)
+    (copy / "compare-replicates" / key).mkdir(parents=True)
+    for r in first.replicates:
+        if r.index != last:  # the run was cut during its last replicate
+            src = out / "compare-replicates" / key / f"replicate-{r.index}.json"
+            (copy / "compare-replicates" / key / src.name).write_bytes(src.read_bytes())
+    ok("compare", "--spec", spec, *AUTO, "--out", copy)
+    again = load(copy)
+    assert again.reused_replicates == [r.index for r in first.replicates if r.index != last]
+    assert [c.sequential for c in again.comparisons] == [c.sequential for c in first.comparisons]
+
+
+def test_a_fixed_count_later_trains_the_arms_a_replicate_left_out(auto, tmp_path):
+    spec, out, _ = auto
+    first = load(out)
+    if len(first.replicates) == 3:
+        pytest.skip("every comparison decided at the first look: no replicate left an arm out")
+    copy = tmp_path / "out"
+    for path in (out / "compare-replicates").rglob("*.json"):
+        target = copy / path.relative_to(out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    ok("compare", "--spec", spec, "--replicates", 4, "--seeds", 2, "--epochs", 3, "--out", copy)
+    fixed = load(copy)
+    assert fixed.reused_replicates == [0, 1, 2]  # replicate 3 lacked twin and frozen: computed again
+    assert [a.name for a in fixed.replicates[3].arms] == ["baseline", "twin", "frozen", "ssc"]
+    assert all(c.sequential is None and c.verdict in sq.DECISIONS for c in fixed.comparisons)
+    assert all("fixed replicates" in c.rule and c.margin == 0.005 for c in fixed.comparisons)
+    assert {c.arm: c.verdict for c in fixed.comparisons}["twin"] == "equivalent"
+
+    # Replicates finished past a stop (here: by the fixed run) are recorded and shown, never used.
+    res = ok("compare", "--spec", spec, *AUTO, "--out", copy)
+    again = load(copy)
+    twin = next(c for c in again.comparisons if c.arm == "twin")
+    assert twin.sequential == next(c for c in first.comparisons if c.arm == "twin").sequential
+    assert len(twin.diffs) == 3 and twin.after_stop == [0.0] and twin.replicate_indices == [0, 1, 2]
+    assert "+1 after the stop" in res.output and "(unused)" in res.output
+
+
+def test_files_written_before_the_margin_still_load_and_render(auto, tmp_path):
+    _, out, _ = auto
+    raw = json.loads((out / "compare.json").read_text())
+    raw["schema_version"] = 3
+    for c in raw["comparisons"]:
+        for field in ("margin", "rule", "replicate_indices", "left_out", "after_stop", "sequential"):
+            del c[field]
+        c["verdict"] = "no detectable difference"
+    for r in raw["replicates"]:
+        del r["not_trained"]
+    for field in ("min_replicates", "max_replicates", "margin", "batch"):
+        del raw["spec"]["compare"][field]
+    raw["spec"]["compare"]["replicates"] = len(raw["replicates"])
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "compare.json").write_text(json.dumps(raw))
+    res = ok("report", "--out", old)
+    assert "detectable" in res.output and "Sequential" not in res.output
+
+
+def test_the_progress_says_how_many_comparisons_are_still_open(auto, tmp_path):
+    spec, out, _ = auto
+    first = load(out)
+    if len(first.replicates) == 3:
+        pytest.skip("every comparison decided at the first look")
+    copy = tmp_path / "out"
+    src = out / "compare-replicates" / first.key
+    for k in range(3):
+        (copy / src.relative_to(out)).mkdir(parents=True, exist_ok=True)
+        (copy / src.relative_to(out) / f"replicate-{k}.json").write_bytes((src / f"replicate-{k}.json").read_bytes())
+    labels = []
+    from sscbench.contracts import task
+
+    run = task.resolve_run(first.spec)
+    compare.run(run, copy, progress=compare.Progress(on_stage=lambda label, done, total: labels.append(label)))
+    assert "replicate 3: evaluate (1 of 3 comparisons open)" in labels
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--replicates", "sometimes"), "--replicates"),
+    (("--replicates", "auto", "--min-replicates", "1"), "min_replicates"),
+    (("--replicates", "auto", "--min-replicates", "8", "--max-replicates", "6"), "max_replicates (6)"),
+    (("--replicates", "auto", "--margin", "0"), "compare.margin"),
+    (("--replicates", "auto", "--batch", "0"), "compare.batch"),
+    (("--replicates", "auto", "--arms", "ssc"), "reference arm"),
+])
+def test_bad_sequential_settings_are_refused_by_name_and_write_nothing(tmp_path, args, needle):
+    res = invoke("compare", *args, "--seeds", 2, "--trials", 2, "--tune-epochs", 1, "--epochs", 1,
+                 "--out", tmp_path / "out")
+    assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output, res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_calibration_is_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSCBENCH_CACHE", str(tmp_path))
+    first = compare.p_star(3, 6, 0.05)
+    cached = json.loads((tmp_path / "sequential-p-star.json").read_text())
+    assert list(cached.values()) == [first]
+    monkeypatch.setattr(sq, "calibrate_p_star", lambda *a: pytest.fail("recomputed"))
+    assert compare.p_star(3, 6, 0.05) == first
