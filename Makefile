@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 LINT := $(wildcard sscbench plugins tests benchmarks)
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint fuzz bench bench-tiny bench-workers reproduce clean
+.PHONY: install test lint fuzz bench bench-tiny bench-workers bench-sequential reproduce clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ bench: $(STAMP)
 
 bench-workers: $(STAMP)
 	bash tools/with-postgres.sh $(PY) benchmarks/workers.py
+
+# The sequential rule's error rates and replicates used, simulated (no training).
+bench-sequential: $(STAMP)
+	$(PY) benchmarks/sequential.py
 
 bench-tiny: $(STAMP)
 	$(PY) benchmarks/run.py --tiny --out results/bench-tiny.json

@@ -63,3 +63,18 @@ def test_tiny_workers_benchmark_writes_its_report(tmp_path):
         assert [e["workers"] for e in entries] == [8, 32, 128]
         assert all(0 < e["speedup"] <= e["workers"] for e in entries)
     assert "modelled" in done.stdout
+
+
+def test_tiny_sequential_benchmark_writes_its_report(tmp_path):
+    out = tmp_path / "bench-sequential.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sequential.py"), "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert [r["difference_points"] for r in report["rows"]][:3] == [0.0, 0.5, 1.0]
+    for row in report["rows"]:
+        assert sum(row["decisions"].values()) == pytest.approx(1.0)
+        assert 5 <= row["expected_replicates"] <= 40
+    assert report["rows"][2]["decisions"]["better"] > 0.9 and report["rows"][2]["fixed_n_same_power"] > 2
+    assert "fixed n" in done.stdout
+    assert "bench-sequential:" in (ROOT / "Makefile").read_text()

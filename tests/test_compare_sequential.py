@@ -217,3 +217,18 @@ def test_the_calibration_is_cached_on_disk(tmp_path, monkeypatch):
     assert list(cached.values()) == [first]
     monkeypatch.setattr(sq, "calibrate_p_star", lambda *a: pytest.fail("recomputed"))
     assert compare.p_star(3, 6, 0.05) == first
+
+
+def test_a_corrupt_or_unwritable_calibration_cache_is_computed_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSCBENCH_CACHE", str(tmp_path))
+    expected = sq.calibrate_p_star(3, 6, 0.05)
+    path = tmp_path / "sequential-p-star.json"
+    for damaged in ("{not json", "[1, 2]", json.dumps({"3,6,0.05,200000,20260101": "x"})):
+        path.write_text(damaged)
+        assert compare.p_star(3, 6, 0.05) == expected
+        assert list(json.loads(path.read_text()).values())[-1] == expected  # replaced by a good one
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("SSCBENCH_CACHE", str(blocker / "cache"))  # no folder can be made there, even by root
+    assert compare.p_star(3, 6, 0.05) == expected  # nothing could be written: computed, no error
+    assert blocker.read_text() == ""
