@@ -232,3 +232,15 @@ def test_a_corrupt_or_unwritable_calibration_cache_is_computed_again(tmp_path, m
     monkeypatch.setenv("SSCBENCH_CACHE", str(blocker / "cache"))  # no folder can be made there, even by root
     assert compare.p_star(3, 6, 0.05) == expected  # nothing could be written: computed, no error
     assert blocker.read_text() == ""
+
+
+def test_alpha_is_split_over_every_workloads_comparisons(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.split("[[evaluate.arms]]\nname = \"frozen\"")[0])  # baseline and twin
+    ok("compare", "--spec", spec, "--workloads", "mnist1d-mlp,mnist1d-shuffled", "--replicates", "auto",
+       "--min-replicates", 2, "--max-replicates", 2, "--seeds", 2, "--epochs", 1, "--out", tmp_path / "out")
+    both = results.load(tmp_path / "out" / "compare-workloads.json", results.WorkloadsCompareResult)
+    for result in both.results:
+        (twin,) = result.comparisons
+        assert twin.sequential.comparisons == 2 and twin.sequential.alpha_per_comparison == 0.025
+        assert (twin.sequential.decision, twin.sequential.replicates_used) == ("equivalent", 2)

@@ -154,6 +154,28 @@ def test_two_workers_of_a_tiny_compare_give_one_processs_statistics(tmp_path, pg
 
 
 @needs_pg
+def test_two_processes_of_a_sequential_compare_reach_one_processs_decisions(tmp_path, pg_url):
+    from test_compare_sequential import SPEC
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC)
+    args = ("compare", "--spec", spec, "--replicates", "auto", "--min-replicates", 3, "--max-replicates", 6,
+            "--batch", 2, "--seeds", 2, "--epochs", 1)
+    alone = spawn(*args, "--out", tmp_path / "alone", cwd=tmp_path)  # its own SQLite, alongside
+    pair = [spawn(*args, "--storage", pg_url, "--out", tmp_path / f"w{k}", cwd=tmp_path) for k in range(2)]
+    for p in [alone, *pair]:
+        finish(p)
+    expected = results.load(tmp_path / "alone" / "compare.json", CompareResult)
+    assert {c.arm: c.sequential.decision for c in expected.comparisons}["twin"] == "equivalent"
+    assert [look.n for look in expected.comparisons[0].sequential.looks] == [3]  # then batches of 2: 5, 6
+    for k in range(2):
+        shared = results.load(tmp_path / f"w{k}" / "compare.json", CompareResult)
+        assert [c.sequential for c in shared.comparisons] == [c.sequential for c in expected.comparisons]
+        assert [[a.test_accuracy for a in r.arms] for r in shared.replicates] == \
+            [[a.test_accuracy for a in r.arms] for r in expected.replicates]
+
+
+@needs_pg
 def test_worker_serves_a_study_another_process_started(tmp_path, pg_url):
     tune = spawn("tune", "baseline", "--trials", 8, "--epochs", 2, "--round-size", 2, "--storage", pg_url,
                  "--study-name", "served", "--out", tmp_path / "tune", cwd=tmp_path)
