@@ -161,9 +161,10 @@ def _sequential(ax: matplotlib.axes.Axes, c: object) -> None:
     ax.axhspan(-100 * seq.margin, 100 * seq.margin, color="C0", alpha=0.12, label=f"margin ±{100 * seq.margin:g}")
     ax.axhline(0, color="k", lw=0.8)
     if n:
-        ax.fill_between(n, [100 * look.rci_low for look in seq.looks], [100 * look.rci_high for look in seq.looks],
-                        color=color, alpha=0.25, step="mid", label="repeated CI")
-        ax.plot(n, [100 * look.mean_diff for look in seq.looks], "o-", color=color, ms=3, label="mean difference")
+        mean = np.array([100 * look.mean_diff for look in seq.looks])
+        low, high = (np.array([100 * getattr(look, f) for look in seq.looks]) for f in ("rci_low", "rci_high"))
+        ax.errorbar(n, mean, yerr=[mean - low, high - mean], fmt="o-", color=color, ms=3, capsize=3, lw=1,
+                    label="mean difference, repeated CI")
         ax.axvline(seq.replicates_used, color=color, ls="--", lw=1)
         low, high = 100 * seq.looks[-1].rci_low, 100 * seq.looks[-1].rci_high
         span = max(high - low, 4 * 100 * seq.margin)
