@@ -114,6 +114,13 @@ def test_bonferroni_splits_alpha_and_widens_the_interval():
     assert "split over 6 comparisons" in six.rule
 
 
+def test_a_run_that_ends_between_looks_takes_a_last_look_at_what_it_has():
+    d = [0.1, -0.2, 0.3, 0.0, -0.1, 0.2, 0.1]  # 7 differences, looks every 3 from 3: 3, 6, (9)
+    assert [look.n for look in _rule(d, batch=3, max_n=9, p_star=0.05).looks] == [3, 6]
+    ended = _rule(d, batch=3, max_n=9, p_star=0.05, complete=True)
+    assert [look.n for look in ended.looks] == [3, 6, 7] and ended.decision == "inconclusive"
+
+
 def test_batched_looks_are_taken_every_batch_and_at_the_maximum():
     assert sq.look_points(5, 40, 1) == list(range(5, 41))
     assert sq.look_points(5, 20, 4) == [5, 9, 13, 17, 20]

@@ -255,7 +255,10 @@ def sequential(diffs: Sequence[float], *, min_n: int, max_n: int, margin: float,
     p_star = calibrate_p_star(min_n, max_n, each) if p_star is None else p_star
     level = sign_level(min_n, max_n, each)
     looks, decision = [], None
-    for n in look_points(min_n, max_n, batch):
+    points = look_points(min_n, max_n, batch)
+    if complete and d.size >= min_n and d.size not in points:
+        points = sorted({*points, int(d.size)})  # no more to come: a last look at what there is (coverage holds)
+    for n in points:
         if n > d.size:
             break
         mean, low, high = interval(d[:n], p_star)
