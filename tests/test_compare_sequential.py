@@ -244,3 +244,17 @@ def test_alpha_is_split_over_every_workloads_comparisons(tmp_path):
         (twin,) = result.comparisons
         assert twin.sequential.comparisons == 2 and twin.sequential.alpha_per_comparison == 0.025
         assert (twin.sequential.decision, twin.sequential.replicates_used) == ("equivalent", 2)
+
+
+def test_an_arm_that_diverges_every_time_is_said_and_stops_costing_compute(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.split("[[evaluate.arms]]\nname = \"frozen\"")[0].replace(
+        'name = "twin"\nregularizer = "baseline"\nparams = { lr = 5e-3', 'name = "twin"\nregularizer = "baseline"\n'
+        'params = { lr = 1e10'))
+    res = ok("compare", "--spec", spec, "--replicates", "auto", "--min-replicates", 2, "--max-replicates", 5,
+             "--seeds", 2, "--epochs", 1, "--out", tmp_path / "out")
+    result = load(tmp_path / "out")
+    assert len(result.replicates) == 2  # no difference to decide on in 2 replicates: not trained further
+    assert all(a.diverged == [0, 1] or a.diverged == [2, 3] for r in result.replicates for a in r.arms
+               if a.name == "twin")
+    assert result.comparisons == [] and "diverged" in res.output

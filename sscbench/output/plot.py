@@ -122,7 +122,8 @@ def _forest(ax: matplotlib.axes.Axes, result: CompareResult) -> None:
     ax.set_yticks([*range(len(result.replicates)), len(result.replicates) + 0.5], ticks)
     ax.invert_yaxis()
     ax.set(xlabel=f"test accuracy − {ref} (points)", title="paired difference per replicate\n(dot: scores, bar: seeds)")
-    ax.legend(fontsize=8, loc="lower right")
+    if result.comparisons:
+        ax.legend(fontsize=8, loc="lower right")
 
 
 def _p_outperform(ax: matplotlib.axes.Axes, result: CompareResult) -> None:

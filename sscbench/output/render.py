@@ -282,8 +282,22 @@ def replicates_table(result: CompareResult) -> Table:
                      f"{result.spec.tune.sampler_seed} + r, model seeds rN..rN+N-1 (N = {result.spec.evaluate.seeds})"
                      f"{below if wide else ''}."
                      + (" -: not trained (every comparison needing the arm had decided)."
-                        if any(rec.not_trained for rec in result.replicates) else ""))
+                        if any(rec.not_trained for rec in result.replicates) else "") + _diverged(result))
     return _fit(table)
+
+
+def _diverged(result: CompareResult) -> str:
+    """Which arms diverged where, in words: a diverged seed is left out of its arm's score, and a replicate
+    where every seed of an arm diverged is left out of that arm's comparison."""
+    words = []
+    for name in [a.name for a in result.arms]:
+        seeds = [(rec.index, len(a.diverged), len(a.test_accuracy)) for rec in result.replicates for a in rec.arms
+                 if a.name == name and a.diverged]
+        if seeds:
+            where = ", ".join(f"r{r}" + ("" if k == n else f" ({k} of {n})") for r, k, n in seeds)
+            words.append(f"'{escape(name)}' diverged in {where}")
+    return (" Diverged seeds (left out of the score; a replicate with none left is left out of the comparison): "
+            + "; ".join(words) + ".") if words else ""
 
 
 def replicated_comparison_table(result: CompareResult) -> Table:
@@ -307,8 +321,9 @@ def replicated_comparison_table(result: CompareResult) -> Table:
             f"Verdict: better / worse only when the paired t-test over replicates rejects at 0.05, the P(A > B) "
             f"interval excludes 0.5 and P(A > B) >= {gamma:g} (<= {1 - gamma:g}); equivalent when both one-sided "
             f"tests at ±{margin:g} points reject at 0.05; else inconclusive.")
-    table.caption = (f"{rule} Covers {result.covers}." + (f" Tuning: {result.budget_note}." if result.budget_note
-                                                          else ""))
+    left_out = "".join(f" Left out of '{c.arm}': {'; '.join(c.left_out)}." for c in result.comparisons if c.left_out)
+    table.caption = (f"{rule} Covers {result.covers}.{left_out}" + (f" Tuning: {result.budget_note}."
+                                                                    if result.budget_note else ""))
     return _fit(table)
 
 
@@ -326,6 +341,8 @@ def sequential_table(result: CompareResult) -> Table:
             notes.append(f"P(A > B) short of gamma {seq.gamma:g}")
         if c.after_stop:
             notes.append(f"+{len(c.after_stop)} after the stop (unused)")
+        if c.left_out:
+            notes.append(f"{len(c.left_out)} left out (diverged)")
         sign = seq.sign_test
         if sign.decision:
             sign_cell = f"{sign.decision} at n = {sign.n}"

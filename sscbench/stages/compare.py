@@ -357,10 +357,20 @@ def sequential_state(spec: RunSpec, records: list[ReplicateRecord], reference: s
 
 
 def open_arms(spec: RunSpec, records: list[ReplicateRecord], reference: str, comparisons: int) -> list[str]:
-    """The arms whose comparison with the reference has not decided yet (pure)."""
+    """The arms whose comparison with the reference has not decided yet (pure).
+
+    An arm that has trained in ``min_replicates`` replicates without one difference to decide on
+    (every seed of it, or of the reference, diverged each time) is closed too: it has nothing to
+    compare, as in ``evaluate``, and training it further would only repeat that.
+    """
     arms = [a.name for a in workflow.expand_ablations(spec).evaluate.arms if a.name != reference]
-    return [arm for arm in arms
-            if sequential_state(spec, records, reference, arm, comparisons, False)[0].decision is None]
+    still = []
+    for arm in arms:
+        decided, both, diffs = sequential_state(spec, records, reference, arm, comparisons, False)
+        if decided.decision is None and not (len(both) >= spec.compare.min_replicates and
+                                             not np.isfinite(diffs).any()):
+            still.append(arm)
+    return still
 
 
 def summarise(spec: RunSpec, records: list[ReplicateRecord], reference: str | None, comparisons: int = 1
