@@ -30,7 +30,7 @@ from sscbench import redact
 from sscbench.contracts import registry, task
 from sscbench.contracts.registry import PluginError
 from sscbench.contracts.task import Run
-from sscbench.data import DataCacheError
+from sscbench.data import DataCacheError, DataError
 from sscbench.engine.host import KernelError
 from sscbench.engine.trainer import DeviceError
 from sscbench.output import render, results
@@ -60,7 +60,7 @@ console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
 REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError, DeviceError, KernelError, StorageError,
-            DataCacheError)
+            DataCacheError, DataError)
 
 
 def _doc(model: type[BaseModel], field: str) -> str:

@@ -36,6 +36,10 @@ class DataCacheError(RuntimeError):
     """The data cache cannot be written (a read-only or full file system)."""
 
 
+class DataError(RuntimeError):
+    """A workload's data cannot be read: a package that is not installed, a file that fails its checksum."""
+
+
 @dataclass(frozen=True)
 class Split:
     """Inputs ``x`` [N, D] float32 and labels ``y`` [N] int64."""
@@ -186,3 +190,37 @@ def load(spec: DataSpec, cache_dir: Path | None = None, extra: Mapping[str, obje
     arrays = load_arrays(spec, cache_dir, extra)
     return split(arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"], spec.validation_size)
 
+
+
+def verified_bytes(path: Path, sha256: str) -> bytes:
+    """The bytes of ``path``, refused (``DataError`` naming the file) when missing or not the recorded sha256."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != sha256:
+        raise DataError(f"{path} is not the file sscbench was written for (sha256 {digest[:16]}..., expected "
+                        f"{sha256[:16]}...): changed or truncated; reinstall the package that ships it")
+    return raw
+
+
+def stratified_take(y: np.ndarray, counts: Mapping[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Indices into ``y`` drawing ``counts[c]`` samples of every class c at random (sorted: stable order)."""
+    chosen = []
+    for label in sorted(counts):
+        members = np.flatnonzero(y == label)
+        if counts[label] > members.size:
+            raise ValueError(f"class {label} has {members.size} samples, {counts[label]} asked for")
+        chosen.append(rng.choice(members, size=counts[label], replace=False))
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def proportional_counts(y: np.ndarray, total: int) -> dict[int, int]:
+    """``total`` split over the classes of ``y`` in proportion to their counts (largest remainders)."""
+    labels, sizes = np.unique(y, return_counts=True)
+    exact = sizes * total / sizes.sum()
+    counts = np.floor(exact).astype(int)
+    for k in np.argsort(-(exact - counts), kind="stable")[:total - counts.sum()]:
+        counts[k] += 1
+    return {int(label): int(c) for label, c in zip(labels, counts, strict=True)}

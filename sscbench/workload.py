@@ -78,6 +78,14 @@ class Workload(ABC):
     Args: ClassVar[type[BaseModel]] = NoArgs
     defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
+    def available(self) -> str | None:
+        """None when the workload can load its data here, else why not and how to fix it, in one line.
+
+        Override it when the data comes from an optional package; ``sscbench workloads`` shows the
+        line, and any command asked to run the workload refuses with it before any work.
+        """
+        return None
+
     @abstractmethod
     def shape(self, args: BaseModel, data: DataSpec) -> Shape:
         """The input shape of one sample and the class count, without generating any data."""

@@ -85,6 +85,9 @@ def parse_args(workload: Workload, values: Mapping[str, Any]) -> BaseModel:
 def resolve(spec: RunSpec) -> Task:
     """The spec's task; an unknown workload or bad arguments are refused with one clear message."""
     workload = registry.load_workload(spec.workload.name)
+    missing = workload.available()
+    if missing is not None:
+        raise WorkloadError(f"workload '{workload.name}' is unavailable: {missing}")
     return Task(workload, parse_args(workload, spec.workload.args), spec.data)
 
 

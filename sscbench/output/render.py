@@ -113,7 +113,9 @@ def workloads_table() -> Table:
         args = workload.Args()
         shape = workload.shape(args, DataSpec())
         listed = [f"{k} = {v}" for k, v in args.model_dump().items()]
-        table.add_row(name, f"{info.distribution} {info.version}", escape(workload.description),
+        missing = workload.available()
+        description = escape(workload.description) + (f"\n[red]unavailable: {escape(missing)}[/red]" if missing else "")
+        table.add_row(name, f"{info.distribution} {info.version}", description,
                       escape("\n".join(listed)) or "(none)", f"{list(shape.input)} / {shape.classes}")
     return _fit(table)
 

@@ -1,0 +1,132 @@
+"""UCR workloads: files checked against their sha256, labels, z-normalisation, stratified resamples, the FCN."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import numpy as np
+import pytest
+import torch
+from conftest import invoke
+
+from sscbench import data
+from sscbench.contracts import registry, task
+from sscbench.data import DataError
+from sscbench.engine.trainer import Member, train_stack
+from sscbench.spec import DataSpec, RunSpec, TrainSpec, WorkloadSpec, build_spec
+from sscbench_plugins import ucr
+
+UCR = ("ucr-forda", "ucr-crop", "ucr-electricdevices")
+
+
+def test_the_three_workloads_are_registered_and_read_the_archives_shapes():
+    for name, (train, test, length, classes) in zip(UCR, ((3601, 1320, 500, 2), (7200, 16800, 46, 24),
+                                                           (8926, 7711, 96, 7)), strict=True):
+        workload = registry.load_workload(name)
+        arrays = ucr.archive_arrays(workload.archive)
+        assert arrays["x"].shape == (train, length) and arrays["x_test"].shape == (test, length)
+        assert sorted(set(arrays["y"].tolist())) == list(range(classes))
+        assert workload.shape(workload.Args(), DataSpec()).classes == classes
+
+
+def test_labels_map_in_sorted_numeric_order():
+    assert ucr.label_map(np.array([1.0, -1.0]), np.array([-1.0])) == {-1.0: 0, 1.0: 1}
+    assert ucr.label_map(np.array([10.0, 2.0, 1.0])) == {1.0: 0, 2.0: 1, 10.0: 2}  # not "1" < "10" < "2"
+    labels, series = ucr.parse_tsv(b"-1\t0.5\t1.5\n1\t2\t4\n")
+    assert labels.tolist() == [-1.0, 1.0] and series.tolist() == [[0.5, 1.5], [2.0, 4.0]]
+    forda = ucr.archive_arrays("FordA")
+    raw, _ = ucr.parse_tsv(data.verified_bytes(ucr.archive_file("FordA", "TRAIN"), ucr.FILES["FordA"]["TRAIN"]))
+    assert ((raw == 1.0) == (forda["y"] == 1)).all()
+
+
+def test_every_series_is_z_normalised_and_a_constant_one_becomes_zeros():
+    x = ucr.znormalise(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+    np.testing.assert_allclose(x[0], [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
+    assert x[1].tolist() == [0.0, 0.0, 0.0]
+    crop = ucr.archive_arrays("Crop")
+    np.testing.assert_allclose(crop["x_test"].mean(1), 0, atol=1e-5)
+    np.testing.assert_allclose(crop["x_test"].std(1)[crop["x_test"].std(1) > 0], 1, atol=1e-4)
+
+
+def test_a_changed_file_is_refused_in_one_line_naming_it_and_nothing_trains(monkeypatch, tmp_path):
+    changed = tmp_path / "FordA_TRAIN.tsv"
+    changed.write_bytes(ucr.archive_file("FordA", "TRAIN").read_bytes()[:-100])  # truncated
+    with pytest.raises(DataError, match="FordA_TRAIN.tsv is not the file"):
+        data.verified_bytes(changed, ucr.FILES["FordA"]["TRAIN"])
+    with pytest.raises(DataError, match="cannot read"):
+        data.verified_bytes(tmp_path / "missing.tsv", ucr.FILES["FordA"]["TRAIN"])
+    monkeypatch.setenv("SSCBENCH_CACHE", str(tmp_path / "cache"))  # nothing cached: the files are read
+    monkeypatch.setattr(ucr, "archive_file", lambda name, part: changed)
+    res = invoke("reproduce", "--workload", "ucr-forda", "--trials", 1, "--tune-epochs", 1, "--seeds", 1,
+                 "--epochs", 1, "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "FordA_TRAIN.tsv is not the file" in res.output and "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "tune-baseline.json").exists()
+
+
+def test_without_the_package_the_workloads_are_listed_unavailable_and_refused_in_one_line(monkeypatch, tmp_path):
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    listed = invoke("workloads")
+    assert listed.exit_code == 0 and listed.output.count("unavailable") == 3
+    res = invoke("reproduce", "--workload", "ucr-crop", "--out", tmp_path)
+    assert res.exit_code == 2 and "pip install 'sscbench[ucr]'" in " ".join(res.output.split())
+    assert "Traceback" not in res.output and not any(tmp_path.iterdir())
+
+
+def test_replicate_zero_is_the_archives_split_and_others_stratified_resamples():
+    arrays = ucr.archive_arrays("ElectricDevices")
+    assert ucr.resample(arrays, 42, 42) is arrays
+    counts = {part: np.bincount(arrays[part], minlength=7) for part in ("y", "y_test")}
+    draws = [ucr.resample(arrays, seed, 42) for seed in (43, 44)]
+    for drawn in draws:
+        for part in ("y", "y_test"):
+            assert np.bincount(drawn[part], minlength=7).tolist() == counts[part].tolist()
+        pooled = np.concatenate([drawn["x"], drawn["x_test"]])
+        assert pooled.shape[0] == arrays["x"].shape[0] + arrays["x_test"].shape[0]
+        assert not np.array_equal(drawn["x"], arrays["x"])
+    assert not np.array_equal(draws[0]["x"], draws[1]["x"])
+    np.testing.assert_array_equal(ucr.resample(arrays, 43, 42)["x"], draws[0]["x"])  # seeded: the same draw
+
+
+def test_validation_is_a_stratified_part_of_the_train_set():
+    workload = registry.load_workload("ucr-crop")
+    spec = build_spec(None, {"workload": {"name": "ucr-crop"}}, beneath=task.spec_defaults)
+    assert spec.data.validation_size == 1440  # the workload's default
+    dataset = workload.data(workload.Args(), spec.data)
+    assert len(dataset.validation) == 1440 and len(dataset.train) == 7200 - 1440 and len(dataset.test) == 16800
+    shares = np.bincount(dataset.validation.y.numpy(), minlength=24) / 1440
+    whole = np.bincount(ucr.archive_arrays("Crop")["y"], minlength=24) / 7200
+    np.testing.assert_allclose(shares, whole, atol=1 / 1440)
+    train = {tuple(row) for row in dataset.train.x[:200].numpy().round(5)}
+    assert not train & {tuple(row) for row in dataset.validation.x.numpy().round(5)}
+
+
+@pytest.fixture
+def small_series():
+    arrays = ucr.archive_arrays("ElectricDevices")
+    return data.Split(torch.from_numpy(arrays["x"][:96]), torch.from_numpy(arrays["y"][:96]))
+
+
+def test_an_fcn_member_in_a_stack_matches_its_solo_run(small_series):
+    run = task.resolve_run(RunSpec(workload=WorkloadSpec(name="ucr-electricdevices",
+                                                         args={"channels": [4, 8, 4]})))
+    arch, ssc = run.architecture, registry.load("ssc")
+    members = [Member(s, 3e-3, 1e-2, {"lambda_ssc": lam}) for s, lam in [(0, 0.1), (1, 0.5)]]
+    spec = TrainSpec(batch_size=32)
+    stacked = train_stack(small_series, arch, members, ssc, 2, spec, {"val": small_series})
+    for index, member in enumerate(members):
+        alone = train_stack(small_series, arch, [member], ssc, 2, spec, {"val": small_series})
+        for a, b in zip(stacked.model.member(index), alone.model.member(0), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_samples_never_interact_in_the_fcn():
+    torch.manual_seed(0)
+    model = ucr.FCN((4, 8, 4), 3)
+    x = torch.randn(5, 50)
+    whole = model(x)
+    for k in range(5):
+        torch.testing.assert_close(model(x[k:k + 1])[0], whole[k], rtol=1e-5, atol=1e-6)
