@@ -130,3 +130,27 @@ def test_samples_never_interact_in_the_fcn():
     whole = model(x)
     for k in range(5):
         torch.testing.assert_close(model(x[k:k + 1])[0], whole[k], rtol=1e-5, atol=1e-6)
+
+
+def test_large_tensors_reuse_freed_memory_on_glibc():
+    import platform
+
+    from sscbench.engine import host
+
+    applied = host.keep_freed_memory()
+    assert applied is (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
+
+
+def test_diagnostics_of_a_split_larger_than_a_pass_equal_one_pass(monkeypatch):
+    from sscbench.engine import diagnostics
+
+    torch.manual_seed(0)
+    run = task.resolve_run(RunSpec(workload=WorkloadSpec(name="ucr-crop", args={"channels": [4, 8, 4]})))
+    model = run.architecture.stack([0, 1])
+    arrays = ucr.archive_arrays("Crop")
+    split = data.Split(torch.from_numpy(arrays["x"][:300]), torch.from_numpy(arrays["y"][:300]))
+    whole = diagnostics.saliency(model, split), diagnostics.shift_accuracy(model, split)
+    monkeypatch.setattr(diagnostics, "CHUNK", 64)
+    parts = diagnostics.saliency(model, split), diagnostics.shift_accuracy(model, split)
+    torch.testing.assert_close(parts[0], whole[0], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(parts[1], whole[1])

@@ -56,12 +56,20 @@ def gradient_norm_ratio(model: Stacked, regularizer: Regularizer, hp: Mapping[st
         model.requires_grad_(was_trainable)
 
 
+#: Samples per pass of the diagnostics (as ``trainer.accuracy``): a split larger than this is taken in
+#: parts, each sample's values being its own (samples never interact).
+CHUNK = 4096
+
+
 def saliency(model: Stacked, split: Split) -> torch.Tensor:
     """d z_y / d x on a split shared by all members: [S, N, D]."""
+    parts = []
     with torch.enable_grad():
-        x = split.x.expand(model.size, *split.x.shape).clone().requires_grad_(True)
-        y = split.y.expand(model.size, *split.y.shape)
-        return target_saliency(model(x), x, y).detach()
+        for start in range(0, len(split), CHUNK):
+            xs, ys = split.x[start:start + CHUNK], split.y[start:start + CHUNK]
+            x = xs.expand(model.size, *xs.shape).clone().requires_grad_(True)
+            parts.append(target_saliency(model(x), x, ys.expand(model.size, *ys.shape)).detach())
+    return torch.cat(parts, dim=1)
 
 
 def consistency(sal: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -81,6 +89,8 @@ def shift_accuracy(model: Stacked, split: Split, shifts: Sequence[int] = SHIFTS)
     """Accuracy per member with the inputs circularly shifted by k samples, for each k: [S, K]."""
     out = []
     for k in shifts:
-        logits = model(torch.roll(split.x, k, dims=-1))
-        out.append((logits.argmax(-1) == split.y).float().mean(-1))
+        rolled = torch.roll(split.x, k, dims=-1)
+        correct = sum((model(rolled[start:start + CHUNK]).argmax(-1) == split.y[start:start + CHUNK]).float().sum(-1)
+                      for start in range(0, len(split), CHUNK))
+        out.append(correct / len(split))
     return torch.stack(out, dim=1)

@@ -20,7 +20,7 @@ import torch
 
 from sscbench.contracts import registry
 from sscbench.contracts.task import Run
-from sscbench.engine.host import force_kernels
+from sscbench.engine.host import force_kernels, keep_freed_memory
 from sscbench.engine.trainer import resolve_device
 from sscbench.output import results
 from sscbench.output.results import EvaluateResult, TuneResult
@@ -40,9 +40,11 @@ class Progress:
 
 
 def apply_runtime(spec: RunSpec) -> None:
-    """Check the device, pin the CPU kernel level and set the thread count before any work starts."""
+    """Check the device, pin the CPU kernel level, set the thread count and let large tensors reuse freed
+    memory, before any work starts."""
     resolve_device(spec.train.device)
     force_kernels(spec.train.cpu_kernels)
+    keep_freed_memory()
     if spec.train.threads is not None:
         torch.set_num_threads(spec.train.threads)
 
