@@ -43,6 +43,7 @@ class _Mnist1d(Workload):
     """mnist1d from the ``[data]`` spec, with ``variant``'s generation arguments on top."""
 
     variant: ClassVar[dict[str, Any]] = {}
+    replicate_data = "data.seed + r (mnist1d regenerated: new train, validation and test sets)"
 
     def shape(self, args: BaseModel, data: DataSpec) -> Shape:
         return Shape((data.final_seq_length,), CLASSES)

@@ -184,6 +184,10 @@ class _UCR(Workload):
     length: ClassVar[int]
     classes: ClassVar[int]
     Args = FCNArgs
+    replicate_data = ("data.seed + r (the archive resampled: replicate 0 is its own train/test split, replicate "
+                      "r > 0 a stratified resample of the pooled sets with seed data.seed + r, every class's train "
+                      "and test counts kept)")
+    resampled = True
 
     def available(self) -> str | None:
         return installed()

@@ -77,6 +77,10 @@ class Workload(ABC):
     description: ClassVar[str]
     Args: ClassVar[type[BaseModel]] = NoArgs
     defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: What a new ``data.seed`` does to the data, in words for ``compare``'s records: generated data is
+    #: drawn again; a fixed archive can only be resampled (then ``resampled`` is True; say how).
+    replicate_data: ClassVar[str] = "data.seed + r (the data drawn again: new train, validation and test sets)"
+    resampled: ClassVar[bool] = False
 
     def available(self) -> str | None:
         """None when the workload can load its data here, else why not and how to fix it, in one line.

@@ -154,3 +154,32 @@ def test_diagnostics_of_a_split_larger_than_a_pass_equal_one_pass(monkeypatch):
     parts = diagnostics.saliency(model, split), diagnostics.shift_accuracy(model, split)
     torch.testing.assert_close(parts[0], whole[0], rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(parts[1], whole[1])
+
+
+def test_a_tiny_compare_over_two_ucr_workloads_resamples_its_replicates(tmp_path, monkeypatch):
+    from conftest import ok
+
+    from sscbench.output import results
+
+    whole = ucr.archive_arrays
+
+    def every_tenth(name):  # the archives at a tenth of their size (every class kept), so the suite stays quick
+        return {key: value[::10] for key, value in whole(name).items()}
+
+    monkeypatch.setattr(ucr, "archive_arrays", every_tenth)
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[data]\nvalidation_size = 60\n'
+                    '[workload]\nargs = { channels = [4, 8, 4] }\n'  # small, and no tuning: fixed values
+                    '[[evaluate.arms]]\nname = "baseline"\nregularizer = "baseline"\n'
+                    'params = { lr = 3e-3, weight_decay = 1e-3 }\n'
+                    '[[evaluate.arms]]\nname = "ssc"\nregularizer = "ssc"\n'
+                    'params = { lr = 3e-3, weight_decay = 1e-3, lambda_ssc = 0.1 }\n')
+    res = ok("compare", "--spec", spec, "--workloads", "ucr-forda,ucr-crop", "--replicates", 2, "--seeds", 2,
+             "--epochs", 1, "--out", tmp_path / "out")
+    both = results.load(tmp_path / "out" / "compare-workloads.json", results.WorkloadsCompareResult)
+    for result in both.results:
+        assert [r.data_seed for r in result.replicates] == [42, 43]
+        assert "archive resampled" in result.derivation["data_seed"] and "data resample" in result.covers
+        first, second = ([a.test_accuracy for a in r.arms] for r in result.replicates)
+        assert first != second
+    assert "ucr-forda" in res.output and "ucr-crop" in res.output

@@ -158,11 +158,17 @@ def sources(spec: RunSpec, arms: set[str]) -> set[str]:
     return found
 
 
-def covers(spec: RunSpec) -> str:
+def derivation(run: Run) -> dict[str, str]:
+    """How each replicate's randomness follows from its index, the data's in the workload's own words."""
+    return DERIVATION | {"data_seed": run.task.workload.replicate_data}
+
+
+def covers(spec: RunSpec, resampled: bool = False) -> str:
+    data = "the data resample" if resampled else "the data draw"
     if spec.compare.tune == "once":
-        return ("the data draw and the model seeds (initialisation and batch order), re-drawn in every replicate; "
+        return (f"{data} and the model seeds (initialisation and batch order), re-drawn in every replicate; "
                 f"the tuning run is fixed (tune once: every arm tuned on replicate {spec.compare.first_replicate})")
-    return ("the data draw, the tuning run and the model seeds (initialisation and batch order), "
+    return (f"{data}, the tuning run and the model seeds (initialisation and batch order), "
             "all re-drawn in every replicate")
 
 
@@ -497,7 +503,8 @@ def run(run: Run, out: Path, storage: str | None = None, progress: Progress = Pr
     across, comparisons_found = summarise(spec, records, reference, family)
     budgets = tuning_budgets(spec, records)
     result = CompareResult(
-        spec=spec, key=settings, derivation=DERIVATION, covers=covers(spec), replicates=records, arms=across,
+        spec=spec, key=settings, derivation=derivation(run),
+        covers=covers(spec, run.task.workload.resampled), replicates=records, arms=across,
         reference=reference, comparisons=comparisons_found, reused_replicates=reused,
         tuning_budgets=budgets, budget_note=budget_note(budgets),
         provenance=results.provenance(spec.train.device, started, command),
