@@ -183,3 +183,33 @@ def test_a_tiny_compare_over_two_ucr_workloads_resamples_its_replicates(tmp_path
         first, second = ([a.test_accuracy for a in r.arms] for r in result.replicates)
         assert first != second
     assert "ucr-forda" in res.output and "ucr-crop" in res.output
+
+
+def test_a_saliency_pass_over_long_series_is_cut_to_fit_memory(monkeypatch):
+    from sscbench.engine import trainer
+
+    forda = task.resolve_run(RunSpec(workload=WorkloadSpec(name="ucr-forda"))).architecture
+    mlp = task.resolve_run(RunSpec()).architecture
+    per = forda.activation_bytes_per_sample()
+    monkeypatch.setattr(trainer, "free_memory_bytes", lambda device: 2 * 100 * 5 * trainer.SALIENCY_COPIES * per)
+    assert trainer.diagnostic_chunk(forda, 5, torch.device("cpu")) == 100  # 5 members of 500-long series
+    assert trainer.diagnostic_chunk(forda, 10, torch.device("cpu")) == 50
+    assert trainer.diagnostic_chunk(mlp, 5, torch.device("cpu")) == 4096  # mnist1d: one pass, as always
+    monkeypatch.setattr(trainer, "free_memory_bytes", lambda device: 0)
+    assert trainer.diagnostic_chunk(forda, 5, torch.device("cpu")) == 1
+
+
+def test_a_forda_stack_that_would_not_fit_is_split_not_killed(monkeypatch):
+    from sscbench.engine import trainer
+
+    run = task.resolve_run(RunSpec(workload=WorkloadSpec(name="ucr-forda", args={"channels": [4, 8, 4]})))
+    arch = run.architecture
+    monkeypatch.setattr(trainer, "free_memory_bytes", lambda device: 2 * 2 * arch.bytes_per_member(32))
+    assert trainer.stack_capacity(arch, 32, torch.device("cpu")) == 2
+    arrays = ucr.archive_arrays("FordA")
+    small = data.Split(torch.from_numpy(arrays["x"][:64]), torch.from_numpy(arrays["y"][:64]))
+    seen = []
+    members = [Member(s, 3e-3, 1e-3) for s in range(5)]
+    history = train_stack(small, arch, members, registry.load("baseline"), 1, TrainSpec(batch_size=32),
+                          on_epoch=lambda e, model, first: seen.append((first, model.size)))
+    assert seen == [(0, 2), (2, 2), (4, 1)] and history.model.size == 5

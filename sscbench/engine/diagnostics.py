@@ -61,12 +61,12 @@ def gradient_norm_ratio(model: Stacked, regularizer: Regularizer, hp: Mapping[st
 CHUNK = 4096
 
 
-def saliency(model: Stacked, split: Split) -> torch.Tensor:
-    """d z_y / d x on a split shared by all members: [S, N, D]."""
+def saliency(model: Stacked, split: Split, chunk: int = CHUNK) -> torch.Tensor:
+    """d z_y / d x on a split shared by all members: [S, N, D], ``chunk`` samples per pass."""
     parts = []
     with torch.enable_grad():
-        for start in range(0, len(split), CHUNK):
-            xs, ys = split.x[start:start + CHUNK], split.y[start:start + CHUNK]
+        for start in range(0, len(split), chunk):
+            xs, ys = split.x[start:start + chunk], split.y[start:start + chunk]
             x = xs.expand(model.size, *xs.shape).clone().requires_grad_(True)
             parts.append(target_saliency(model(x), x, ys.expand(model.size, *ys.shape)).detach())
     return torch.cat(parts, dim=1)
@@ -85,12 +85,12 @@ def spectrum_by_class(sal: torch.Tensor, labels: torch.Tensor, num_classes: int)
 
 
 @torch.no_grad()
-def shift_accuracy(model: Stacked, split: Split, shifts: Sequence[int] = SHIFTS) -> torch.Tensor:
+def shift_accuracy(model: Stacked, split: Split, shifts: Sequence[int] = SHIFTS, chunk: int = CHUNK) -> torch.Tensor:
     """Accuracy per member with the inputs circularly shifted by k samples, for each k: [S, K]."""
     out = []
     for k in shifts:
         rolled = torch.roll(split.x, k, dims=-1)
-        correct = sum((model(rolled[start:start + CHUNK]).argmax(-1) == split.y[start:start + CHUNK]).float().sum(-1)
-                      for start in range(0, len(split), CHUNK))
+        correct = sum((model(rolled[start:start + chunk]).argmax(-1) == split.y[start:start + chunk]).float().sum(-1)
+                      for start in range(0, len(split), chunk))
         out.append(correct / len(split))
     return torch.stack(out, dim=1)

@@ -187,6 +187,12 @@ class Architecture:
             return StackedMLP(torch.stack(rows).to(device), widths)
         return StackedModule.from_modules(modules, len(self.input_shape), device)
 
+    def activation_bytes_per_sample(self) -> int:
+        """Bytes every layer outputs for one sample (an MLP's widths, another module's submodules)."""
+        widths = self.widths
+        per_sample = sum(widths) if widths is not None else _activations_per_sample(self.template, self.input_shape)
+        return max(per_sample, math.prod(self.input_shape)) * BYTES_PER_FLOAT
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.template.parameters())
 

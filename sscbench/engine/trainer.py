@@ -168,6 +168,19 @@ def stack_capacity(model: Architecture | Sequence[int], batch_size: int, device:
     return max(1, int(budget // as_architecture(model).bytes_per_member(batch_size)))
 
 
+#: Copies of a pass's activations a saliency pass holds at once (outputs, the graph, its gradients).
+SALIENCY_COPIES = 16
+
+
+def diagnostic_chunk(model: Architecture | Sequence[int], members: int, device: torch.device,
+                     most: int = 4096) -> int:
+    """Samples per diagnostic pass over a stack of ``members``: at most ``most``, fewer where a saliency
+    pass over that many would not fit the memory budget (long series, wide models, many members)."""
+    budget = MEMORY_BUDGET_FRACTION * free_memory_bytes(device)
+    per_sample = members * SALIENCY_COPIES * as_architecture(model).activation_bytes_per_sample()
+    return max(1, min(most, int(budget // per_sample)))
+
+
 def worker_count(spec: TrainSpec, members: int) -> int:
     """Sub-stacks trained at once: ``spec.workers``, never more than there are members."""
     return min(spec.workers, members)

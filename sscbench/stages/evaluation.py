@@ -26,7 +26,14 @@ from sscbench.contracts.task import Run
 from sscbench.data import Split
 from sscbench.engine import diagnostics
 from sscbench.engine.stack import Stacked
-from sscbench.engine.trainer import History, Member, member_hyperparameters, stack_progress, train_stack
+from sscbench.engine.trainer import (
+    History,
+    Member,
+    diagnostic_chunk,
+    member_hyperparameters,
+    stack_progress,
+    train_stack,
+)
 from sscbench.output.results import ArmResult, Curves, Diagnostics, StudyConfig, TuningSpread, finite_or_none
 from sscbench.stages.arms import ResolvedArm
 from sscbench.stats import paired as stats
@@ -94,15 +101,16 @@ def _measure(run: Run, members: list[Member], regularizer: str,
                           {"test": dataset.test}, hook)
     test = diagnostic_part(dataset.test).to(device)
     size = len(members)
+    chunk = diagnostic_chunk(arch, size, device)  # a pass over the whole stack must fit in memory
     if test.x.dim() == 2:  # spectra of 1-D signals; other inputs have no such diagnostic
-        sal = diagnostics.saliency(history.model, test)
+        sal = diagnostics.saliency(history.model, test, chunk)
         consistency = diagnostics.consistency(sal, test.y, dataset.num_classes).cpu().numpy()
         spectra = diagnostics.spectrum_by_class(sal, test.y, dataset.num_classes).cpu().numpy()
     else:
         consistency, spectra = np.full(size, np.nan), np.zeros((size, 0, 0))
     return _Measured(
         history=history, grad_ratio=ratios, consistency=consistency, spectra=spectra,
-        shift_acc=diagnostics.shift_accuracy(history.model, test).cpu().numpy(),
+        shift_acc=diagnostics.shift_accuracy(history.model, test, chunk=chunk).cpu().numpy(),
     )
 
 
