@@ -195,7 +195,7 @@ def compare_figure(result: CompareResult) -> matplotlib.figure.Figure:
     _hyperparameters(ax_hp, result)
     fig.suptitle(f"{len(result.replicates)} replicates × {result.spec.evaluate.seeds} seeds; covers {result.covers}",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title above the panels
     return fig
 
 
