@@ -1,9 +1,11 @@
-"""Shared fixtures: one cached protocol dataset for the whole session."""
+"""Shared fixtures: one cached protocol dataset for the whole session, and results computed once for
+every xdist worker (``once``)."""
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,19 @@ def ok(*args: object):
     result = invoke(*args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result
+
+
+def once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], str]) -> tuple[Path, str]:
+    """A folder that ``make(folder)`` fills once for the whole session, whichever xdist worker asks first,
+    and the text it returned (a command's output). Tests that only read the folder share it; a test that
+    changes files copies them first."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the workers' common folder
+    folder, done = root / f"once-{name}", root / f"once-{name}.done"
+    with FileLock(str(root / f"once-{name}.lock")):
+        if not done.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            done.write_text(make(folder))
+    return folder, done.read_text()

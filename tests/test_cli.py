@@ -261,7 +261,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
 def test_check_plugin_passes_for_builtins_and_refuses_unknown_names():
     out = ok("check-plugin", "ssc").output
-    assert "FAIL" not in out and out.count("pass") == 6 * 4  # every check on the four built-in workloads
+    assert "FAIL" not in out and out.count("pass") == 6 * 7  # every check on the seven built-in workloads
     res = invoke("check-plugin", "scc")
     assert res.exit_code == 2 and "Did you mean 'ssc'" in res.output
 

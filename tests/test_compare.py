@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import once
 from typer.testing import CliRunner
 
 from sscbench.cli import app
@@ -36,10 +37,10 @@ def load(out) -> CompareResult:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """The issue's tiny compare: two replicates of baseline and ssc."""
-    out = tmp_path_factory.mktemp("tiny")
-    res = ok("compare", "--arms", "baseline,ssc", "--replicates", 2, *TINY, "--out", out)
-    return out, res.output
+    """The issue's tiny compare: two replicates of baseline and ssc (computed once for all xdist workers;
+    tests that change files copy them first)."""
+    return once(tmp_path_factory, "compare-tiny",
+                lambda out: ok("compare", "--arms", "baseline,ssc", "--replicates", 2, *TINY, "--out", out).output)
 
 
 def test_tiny_compare_writes_everything_derived_from_the_replicate_index(tiny):
@@ -164,11 +165,11 @@ def test_arms_with_explicit_params_are_not_tuned(tmp_path):
     assert rec.arms[0].params_source == "spec"
 
 
-def test_report_rerenders_a_comparison(tiny):
+def test_report_rerenders_a_comparison(tiny, tmp_path):
     out, _ = tiny
-    (out / "compare.png").unlink()
-    res = ok("report", "--out", out)
-    assert "Replicated comparison" in res.output and (out / "compare.png").exists()
+    (tmp_path / "compare.json").write_bytes((out / "compare.json").read_bytes())  # the shared run is left alone
+    res = ok("report", "--out", tmp_path)
+    assert "Replicated comparison" in res.output and (tmp_path / "compare.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize(("args", "needle"), [

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import once
 from typer.testing import CliRunner
 
 from sscbench.cli import app
@@ -15,26 +16,26 @@ from sscbench.stages import compare
 from sscbench.stats import sequential as sq
 
 runner = CliRunner()
-AUTO = ("--replicates", "auto", "--min-replicates", 3, "--max-replicates", 6, "--seeds", 2, "--epochs", 3)
+AUTO = ("--replicates", "auto", "--min-replicates", 3, "--max-replicates", 6, "--seeds", 2, "--epochs", 2)
 #: baseline and its twin (the same fixed hyperparameters), an arm that cannot learn, and ssc at fixed values
-SPEC = """
-[[evaluate.arms]]
-name = "baseline"
-regularizer = "baseline"
-params = { lr = 5e-3, weight_decay = 1e-3 }
-[[evaluate.arms]]
-name = "twin"
-regularizer = "baseline"
-params = { lr = 5e-3, weight_decay = 1e-3 }
-[[evaluate.arms]]
-name = "frozen"
-regularizer = "baseline"
-params = { lr = 1e-9, weight_decay = 0.0 }
-[[evaluate.arms]]
-name = "ssc"
-regularizer = "ssc"
-params = { lr = 5e-3, weight_decay = 1e-3, lambda_ssc = 0.05 }
-"""
+ARMS = {
+    "baseline": 'regularizer = "baseline"\nparams = { lr = 5e-3, weight_decay = 1e-3 }',
+    "twin": 'regularizer = "baseline"\nparams = { lr = 5e-3, weight_decay = 1e-3 }',
+    "frozen": 'regularizer = "baseline"\nparams = { lr = 1e-9, weight_decay = 0.0 }',
+    "ssc": 'regularizer = "ssc"\nparams = { lr = 5e-3, weight_decay = 1e-3, lambda_ssc = 0.05 }',
+}
+
+
+def spec_of(*names: str, **params: str) -> str:
+    """A spec file's arms: those of ``ARMS`` named, in order (``params`` replaces an arm's params)."""
+    blocks = []
+    for name in names:
+        body = ARMS[name] if name not in params else ARMS[name].split("\nparams")[0] + f"\nparams = {params[name]}"
+        blocks.append(f'[[evaluate.arms]]\nname = "{name}"\n{body}\n')
+    return "".join(blocks)
+
+
+SPEC = spec_of("baseline", "twin", "frozen", "ssc")
 
 
 def invoke(*args):
@@ -53,12 +54,13 @@ def load(out) -> CompareResult:
 
 @pytest.fixture(scope="module")
 def auto(tmp_path_factory):
-    root = tmp_path_factory.mktemp("auto")
-    spec = root / "spec.toml"
-    spec.write_text(SPEC)
-    out = root / "out"
-    res = ok("compare", "--spec", spec, *AUTO, "--out", out)
-    return spec, out, res.output
+    """The auto run every test here reads (computed once for all xdist workers; copied before any change)."""
+    def make(root):
+        (root / "spec.toml").write_text(SPEC)
+        return ok("compare", "--spec", root / "spec.toml", *AUTO, "--out", root / "out").output
+
+    root, output = once(tmp_path_factory, "compare-auto", make)
+    return root / "spec.toml", root / "out", output
 
 
 def recompute(c, result: CompareResult) -> sq.Sequential:
@@ -140,7 +142,7 @@ def test_a_fixed_count_later_trains_the_arms_a_replicate_left_out(auto, tmp_path
         target = copy / path.relative_to(out)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
-    ok("compare", "--spec", spec, "--replicates", 4, "--seeds", 2, "--epochs", 3, "--out", copy)
+    ok("compare", "--spec", spec, "--replicates", 4, "--seeds", 2, "--epochs", 2, "--out", copy)
     fixed = load(copy)
     assert fixed.reused_replicates == [0, 1, 2]  # replicate 3 lacked twin and frozen: computed again
     assert [a.name for a in fixed.replicates[3].arms] == ["baseline", "twin", "frozen", "ssc"]
@@ -236,7 +238,7 @@ def test_a_corrupt_or_unwritable_calibration_cache_is_computed_again(tmp_path, m
 
 def test_alpha_is_split_over_every_workloads_comparisons(tmp_path):
     spec = tmp_path / "spec.toml"
-    spec.write_text(SPEC.split("[[evaluate.arms]]\nname = \"frozen\"")[0])  # baseline and twin
+    spec.write_text(spec_of("baseline", "twin"))
     ok("compare", "--spec", spec, "--workloads", "mnist1d-mlp,mnist1d-shuffled", "--replicates", "auto",
        "--min-replicates", 2, "--max-replicates", 2, "--seeds", 2, "--epochs", 1, "--out", tmp_path / "out")
     both = results.load(tmp_path / "out" / "compare-workloads.json", results.WorkloadsCompareResult)
@@ -248,9 +250,7 @@ def test_alpha_is_split_over_every_workloads_comparisons(tmp_path):
 
 def test_an_arm_that_diverges_every_time_is_said_and_stops_costing_compute(tmp_path):
     spec = tmp_path / "spec.toml"
-    spec.write_text(SPEC.split("[[evaluate.arms]]\nname = \"frozen\"")[0].replace(
-        'name = "twin"\nregularizer = "baseline"\nparams = { lr = 5e-3', 'name = "twin"\nregularizer = "baseline"\n'
-        'params = { lr = 1e10'))
+    spec.write_text(spec_of("baseline", "twin", twin="{ lr = 1e10, weight_decay = 1e-3 }"))
     res = ok("compare", "--spec", spec, "--replicates", "auto", "--min-replicates", 2, "--max-replicates", 5,
              "--seeds", 2, "--epochs", 1, "--out", tmp_path / "out")
     result = load(tmp_path / "out")

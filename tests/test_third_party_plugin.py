@@ -39,7 +39,7 @@ def test_discovered_checked_tuned_and_evaluated(site, tmp_path):
     checked = run(site, "check-plugin", "l1saliency", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # every check on each of the four built-in workloads (the plugin accepts any input)
-    assert "FAIL" not in checked.stdout and checked.stdout.count("pass") == 6 * 4
+    assert "FAIL" not in checked.stdout and checked.stdout.count("pass") == 6 * 7  # the seven built-in workloads
     out = tmp_path / "results"  # both plugins tuned, then evaluated with their picks, in one process
     done = run(site, "reproduce", "--arms", "baseline,l1saliency", "--trials", 2, "--tune-epochs", 1, "--seeds", 2,
                "--epochs", 1, "--ablations", "--out", out, cwd=tmp_path)

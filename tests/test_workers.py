@@ -155,11 +155,11 @@ def test_two_workers_of_a_tiny_compare_give_one_processs_statistics(tmp_path, pg
 
 @needs_pg
 def test_two_processes_of_a_sequential_compare_reach_one_processs_decisions(tmp_path, pg_url):
-    from test_compare_sequential import SPEC
+    from test_compare_sequential import spec_of
 
     spec = tmp_path / "spec.toml"
-    spec.write_text(SPEC)
-    args = ("compare", "--spec", spec, "--replicates", "auto", "--min-replicates", 3, "--max-replicates", 6,
+    spec.write_text(spec_of("baseline", "twin", "ssc"))
+    args = ("compare", "--spec", spec, "--replicates", "auto", "--min-replicates", 3, "--max-replicates", 5,
             "--batch", 2, "--seeds", 2, "--epochs", 1)
     alone = spawn(*args, "--out", tmp_path / "alone", cwd=tmp_path)  # its own SQLite, alongside
     pair = [spawn(*args, "--storage", pg_url, "--out", tmp_path / f"w{k}", cwd=tmp_path) for k in range(2)]
@@ -167,7 +167,8 @@ def test_two_processes_of_a_sequential_compare_reach_one_processs_decisions(tmp_
         finish(p)
     expected = results.load(tmp_path / "alone" / "compare.json", CompareResult)
     assert {c.arm: c.sequential.decision for c in expected.comparisons}["twin"] == "equivalent"
-    assert [look.n for look in expected.comparisons[0].sequential.looks] == [3]  # then batches of 2: 5, 6
+    assert [c.arm for c in expected.comparisons] == ["twin", "ssc"]
+    assert [look.n for look in expected.comparisons[0].sequential.looks] == [3]  # then batches of 2: 5
     for k in range(2):
         shared = results.load(tmp_path / f"w{k}" / "compare.json", CompareResult)
         assert [c.sequential for c in shared.comparisons] == [c.sequential for c in expected.comparisons]

@@ -102,7 +102,7 @@ def plugins_table() -> Table:
 def workloads_table() -> Table:
     """Every discovered workload: its description, arguments and what its models take and give."""
     table = _table("Workloads (entry-point group sscbench.workloads)",
-                   "name", "distribution", "description", "arguments (default)", "sample shape / classes")
+                   "name", "package", "description", "arguments (default)", "sample shape / classes")
     for name, info in registry.WORKLOADS.discover().items():
         try:
             workload = registry.load_workload(name)
