@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m ruff check $(LINT)
 	bash tools/with-postgres.sh $(PY) -m pytest --numprocesses=auto --maxprocesses=4 --dist worksteal
 
-# Thousands of generated specs, damaged results files and storage URLs (the suite runs 60 of each).
+# Thousands of generated specs, damaged results files, storage URLs and sequences of differences (the suite runs 60 of each).
 fuzz: $(STAMP)
 	SSCBENCH_FUZZ_EXAMPLES=3000 $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py
 
