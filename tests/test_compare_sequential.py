@@ -6,16 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import once
-from typer.testing import CliRunner
+from conftest import invoke, ok, once
 
-from sscbench.cli import app
 from sscbench.output import results
 from sscbench.output.results import CompareResult
 from sscbench.stages import compare
 from sscbench.stats import sequential as sq
 
-runner = CliRunner()
 AUTO = ("--replicates", "auto", "--min-replicates", 3, "--max-replicates", 6, "--seeds", 2, "--epochs", 2)
 #: baseline and its twin (the same fixed hyperparameters), an arm that cannot learn, and ssc at fixed values
 ARMS = {
@@ -38,18 +35,17 @@ def spec_of(*names: str, **params: str) -> str:
 SPEC = spec_of("baseline", "twin", "frozen", "ssc")
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(*args):
-    result = invoke(*args)
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return result
-
-
 def load(out) -> CompareResult:
     return results.load(out / "compare.json", CompareResult)
+
+
+def copy_checkpoints(out, to, keep=lambda index: True):
+    """The checkpoints of the run in ``out`` whose replicate index ``keep`` accepts, copied into ``to``."""
+    for path in (out / "compare-replicates").rglob("replicate-*.json"):
+        if keep(int(path.stem.split("-")[1])):
+            target = to / path.relative_to(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -119,13 +115,8 @@ def test_an_interrupted_run_resumes_to_the_same_decisions_at_the_same_n(auto, tm
     spec, out, _ = auto
     first = load(out)
     copy = tmp_path / "out"
-    key = first.key
     last = max(r.index for r in first.replicates)
-    (copy / "compare-replicates" / key).mkdir(parents=True)
-    for r in first.replicates:
-        if r.index != last:  # the run was cut during its last replicate
-            src = out / "compare-replicates" / key / f"replicate-{r.index}.json"
-            (copy / "compare-replicates" / key / src.name).write_bytes(src.read_bytes())
+    copy_checkpoints(out, copy, lambda index: index != last)  # the run was cut during its last replicate
     ok("compare", "--spec", spec, *AUTO, "--out", copy)
     again = load(copy)
     assert again.reused_replicates == [r.index for r in first.replicates if r.index != last]
@@ -135,13 +126,9 @@ def test_an_interrupted_run_resumes_to_the_same_decisions_at_the_same_n(auto, tm
 def test_a_fixed_count_later_trains_the_arms_a_replicate_left_out(auto, tmp_path):
     spec, out, _ = auto
     first = load(out)
-    if len(first.replicates) == 3:
-        pytest.skip("every comparison decided at the first look: no replicate left an arm out")
+    assert len(first.replicates) > 3  # ssc stays open past the first look, so later replicates leave arms out
     copy = tmp_path / "out"
-    for path in (out / "compare-replicates").rglob("*.json"):
-        target = copy / path.relative_to(out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(path.read_bytes())
+    copy_checkpoints(out, copy)
     ok("compare", "--spec", spec, "--replicates", 4, "--seeds", 2, "--epochs", 2, "--out", copy)
     fixed = load(copy)
     assert fixed.reused_replicates == [0, 1, 2]  # replicate 3 lacked twin and frozen: computed again
@@ -182,13 +169,9 @@ def test_files_written_before_the_margin_still_load_and_render(auto, tmp_path):
 def test_the_progress_says_how_many_comparisons_are_still_open(auto, tmp_path):
     spec, out, _ = auto
     first = load(out)
-    if len(first.replicates) == 3:
-        pytest.skip("every comparison decided at the first look")
+    assert len(first.replicates) > 3  # ssc stays open past the first look
     copy = tmp_path / "out"
-    src = out / "compare-replicates" / first.key
-    for k in range(3):
-        (copy / src.relative_to(out)).mkdir(parents=True, exist_ok=True)
-        (copy / src.relative_to(out) / f"replicate-{k}.json").write_bytes((src / f"replicate-{k}.json").read_bytes())
+    copy_checkpoints(out, copy, lambda index: index < 3)
     labels = []
     from sscbench.contracts import task
 

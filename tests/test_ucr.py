@@ -74,6 +74,9 @@ def test_without_the_package_the_workloads_are_listed_unavailable_and_refused_in
     res = invoke("reproduce", "--workload", "ucr-crop", "--out", tmp_path)
     assert res.exit_code == 2 and "pip install 'sscbench[ucr]'" in " ".join(res.output.split())
     assert "Traceback" not in res.output and not any(tmp_path.iterdir())
+    checked = invoke("check-plugin", "labelsmooth")  # the contract checks go on without them
+    assert checked.exit_code == 0 and checked.output.count("pass") == 6 * 4 and "ucr" not in checked.output
+    assert invoke("check-plugin", "labelsmooth", "--workload", "ucr-forda").exit_code == 2
 
 
 def test_replicate_zero_is_the_archives_split_and_others_stratified_resamples():

@@ -170,11 +170,12 @@ CHECKS: dict[str, Callable[[Regularizer, Probe], None]] = {
 
 
 def accepted_workloads(plugin: Regularizer) -> list[str]:
-    """Every discovered workload whose inputs the plugin accepts (``Regularizer.accepts``)."""
+    """Every discovered workload whose inputs the plugin accepts (``Regularizer.accepts``) and that can run
+    here (``Workload.available``: a workload whose optional package is missing is left out)."""
     out = []
     for name in registry.WORKLOADS.available():
         workload = registry.load_workload(name)
-        if plugin.accepts(workload.shape(workload.Args(), DataSpec())) is None:
+        if workload.available() is None and plugin.accepts(workload.shape(workload.Args(), DataSpec())) is None:
             out.append(name)
     return out
 
