@@ -20,6 +20,7 @@ ARMS = {
     "twin": 'regularizer = "baseline"\nparams = { lr = 5e-3, weight_decay = 1e-3 }',
     "frozen": 'regularizer = "baseline"\nparams = { lr = 1e-9, weight_decay = 0.0 }',
     "ssc": 'regularizer = "ssc"\nparams = { lr = 5e-3, weight_decay = 1e-3, lambda_ssc = 0.05 }',
+    "late": 'regularizer = "baseline"\nfrom = "frozen"\noverride = { lr = 5e-3 }',  # frozen's values, but it learns
 }
 
 
@@ -32,7 +33,7 @@ def spec_of(*names: str, **params: str) -> str:
     return "".join(blocks)
 
 
-SPEC = spec_of("baseline", "twin", "frozen", "ssc")
+SPEC = spec_of("baseline", "twin", "frozen", "ssc", "late")
 
 
 def load(out) -> CompareResult:
@@ -70,13 +71,13 @@ def test_identical_arms_end_equivalent_and_an_arm_that_cannot_learn_worse_at_the
     _, out, output = auto
     result = load(out)
     comps = {c.arm: c for c in result.comparisons}
-    assert set(comps) == {"twin", "frozen", "ssc"}
+    assert set(comps) == {"twin", "frozen", "ssc", "late"}
     twin, frozen = comps["twin"].sequential, comps["frozen"].sequential
     assert (twin.decision, twin.replicates_used, twin.rci_low, twin.rci_high) == ("equivalent", 3, 0.0, 0.0)
     assert (frozen.decision, frozen.replicates_used) == ("worse", 3) and frozen.rci_high < 0
     assert comps["twin"].verdict == "equivalent" and comps["frozen"].verdict == "worse"
     for seq in (twin, frozen):
-        assert seq.comparisons == 3 and seq.alpha_per_comparison == pytest.approx(0.05 / 3)
+        assert seq.comparisons == 4 and seq.alpha_per_comparison == pytest.approx(0.05 / 4)
         assert seq.margin == 0.005 and (seq.min_replicates, seq.max_replicates) == (3, 6)
         assert 0 < seq.p_star < seq.alpha_per_comparison and seq.looks[0].n == 3
     assert "Sequential decisions" in output and "equivalent" in output and "worse" in output
@@ -85,14 +86,18 @@ def test_identical_arms_end_equivalent_and_an_arm_that_cannot_learn_worse_at_the
 def test_decided_arms_stop_costing_compute_and_the_run_ends_when_all_have_decided(auto):
     _, out, _ = auto
     result = load(out)
-    ssc = next(c for c in result.comparisons if c.arm == "ssc").sequential
-    assert len(result.replicates) == max(3, ssc.replicates_used)  # not one replicate more than needed
+    used = max(c.sequential.replicates_used for c in result.comparisons)
+    assert len(result.replicates) == max(3, used)  # not one replicate more than needed
+    assert len(result.replicates) > 3  # some comparison stayed open past the first look
     for rec in result.replicates:
-        names = [a.name for a in rec.arms]
-        if rec.index < 3:
-            assert names == ["baseline", "twin", "frozen", "ssc"] and rec.not_trained == []
-        else:  # twin and frozen had decided: only the reference and the open comparison train
-            assert names == ["baseline", "ssc"] and rec.not_trained == ["twin", "frozen"]
+        before = [r for r in result.replicates if r.index < rec.index]
+        still = compare.open_arms(result.spec, before, "baseline", 4) if rec.index >= 3 else list(ARMS)[1:]
+        assert [a.name for a in rec.arms] == [n for n in ARMS if n == "baseline" or n in still]
+        assert rec.not_trained == [n for n in ARMS if n != "baseline" and n not in still]
+    late = next(r for r in result.replicates if r.index == 3)
+    assert "frozen" in late.not_trained and "twin" in late.not_trained  # decided at 3: not trained again,
+    if "late" in [a.name for a in late.arms]:  # though 'late' still takes frozen's hyperparameters
+        assert next(a for a in late.arms if a.name == "late").params["weight_decay"] == 0.0
 
 
 def test_the_sequential_records_agree_with_a_recomputation_from_their_own_differences(auto):
@@ -132,7 +137,7 @@ def test_a_fixed_count_later_trains_the_arms_a_replicate_left_out(auto, tmp_path
     ok("compare", "--spec", spec, "--replicates", 4, "--seeds", 2, "--epochs", 2, "--out", copy)
     fixed = load(copy)
     assert fixed.reused_replicates == [0, 1, 2]  # replicate 3 lacked twin and frozen: computed again
-    assert [a.name for a in fixed.replicates[3].arms] == ["baseline", "twin", "frozen", "ssc"]
+    assert [a.name for a in fixed.replicates[3].arms] == list(ARMS)
     assert all(c.sequential is None and c.verdict in sq.DECISIONS for c in fixed.comparisons)
     assert all("fixed replicates" in c.rule and c.margin == 0.005 for c in fixed.comparisons)
     assert {c.arm: c.verdict for c in fixed.comparisons}["twin"] == "equivalent"
@@ -177,7 +182,8 @@ def test_the_progress_says_how_many_comparisons_are_still_open(auto, tmp_path):
 
     run = task.resolve_run(first.spec)
     compare.run(run, copy, progress=compare.Progress(on_stage=lambda label, done, total: labels.append(label)))
-    assert "replicate 3: evaluate (1 of 3 comparisons open)" in labels
+    still = compare.open_arms(first.spec, first.replicates[:3], "baseline", 4)
+    assert f"replicate 3: evaluate ({len(still)} of 4 comparisons open)" in labels and "ssc" in still
 
 
 @pytest.mark.parametrize(("args", "needle"), [

@@ -494,8 +494,8 @@ def run(run: Run, out: Path, storage: str | None = None, progress: Progress = Pr
             still = open_arms(spec, ordered(), reference, family)
             if not still:
                 break
-            train = sources(expanded, {reference, *still})  # the reference and every open arm (with its sources)
-            window(todo[:size], train, f" ({len(still)} of {len(every) - 1} comparisons open)")
+            # the reference and every open arm train; an arm they take hyperparameters from is tuned, not trained
+            window(todo[:size], {reference, *still}, f" ({len(still)} of {len(every) - 1} comparisons open)")
             todo, size = todo[size:], spec.compare.batch
     records = ordered()
     if progress.on_stage:
