@@ -387,8 +387,8 @@ def _replicates(value: str | None) -> int | str | None:
         raise SpecError(f"--replicates must be a positive whole number or 'auto', got '{value}'") from None
 
 
-def _compare(run: Run, out: Path, comparisons: int | None = None) -> CompareResult:
-    with _LazyBar("compare", 1) as bar:
+def _compare(run: Run, out: Path, comparisons: int | None = None, show: bool = True) -> CompareResult:
+    with _LazyBar("compare" if show else f"study: {run.task.name}", 1) as bar:
         state = {"stage": ""}
 
         def on_stage(label: str, done: int, total: int) -> None:
@@ -400,7 +400,8 @@ def _compare(run: Run, out: Path, comparisons: int | None = None) -> CompareResu
 
         result, json_path, png_path = compare.run(run, out, progress=compare.Progress(on_stage, on_epoch),
                                                   command=_command_line(), comparisons=comparisons)
-    _print_compare(result)
+    if show:
+        _print_compare(result)
     console.print(f"wrote {json_path} and {png_path}")
     return result
 
@@ -478,6 +479,73 @@ def compare_cmd(
         result, json_path, png_path = compare.save_workloads(list(runs), done, opts.out, started, _command_line())
         console.print(render.workloads_comparison_table(result))
         console.print(f"wrote {json_path} and {png_path}")
+
+
+@app.command("study")
+@run_options
+def study_cmd(
+    arms: Annotated[str | None, typer.Option(
+        help="Comma-separated regularizers, the reference included (default: every built-in one).")] = None,
+    workloads: Annotated[str | None, typer.Option(
+        "--workloads", help="Comma-separated workloads (default: every built-in workload whose data is "
+                            "available); results in OUT/WORKLOAD/.")] = None,
+    replicates: Annotated[str | None, typer.Option(
+        help=_doc(CompareSpec, "replicates") + " A study's default is 'auto'.", metavar="R|auto")] = None,
+    min_replicates: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "min_replicates"))] = None,
+    max_replicates: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "max_replicates"))] = None,
+    margin: Annotated[float | None, typer.Option(help=_doc(CompareSpec, "margin"))] = None,
+    batch: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "batch"))] = None,
+    seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds") + " Per replicate.")] = None,
+    trials: TrialsOpt = None,
+    tune_epochs: TuneEpochsOpt = None,
+    pruner: PrunerOpt = None,
+    epochs: EpochsOpt = None,
+    reference: ReferenceOpt = None,
+    *, opts: RunOptions,
+) -> None:
+    """Every regularizer against the reference on every workload: one replicated comparison per cell.
+
+    Cells are decided by the sequential rule (--replicates auto) with alpha split over every cell;
+    the run resumes, and workers on a shared storage serve it as they serve compare.
+    Writes OUT/study.json beside each workload's OUT/WORKLOAD/compare.json.
+
+    Example: sscbench study   |   sscbench study --arms baseline,ssc,gradnorm --pruner hyperband
+    |   sscbench study --workloads mnist1d-mlp,mnist1d-cnn --max-replicates 10
+    """
+    from sscbench.stages import study
+
+    with refusals():
+        if opts.workload is not None:
+            raise SpecError("a study runs on --workloads (comma-separated), not --workload")
+        names = [w.strip() for w in workloads.split(",") if w.strip()] if workloads is not None \
+            else study.default_workloads()
+        if not names:
+            raise SpecError("--workloads needs at least one workload name" if workloads is not None
+                            else "no built-in workload is available here")
+        own = opts.spec_file is not None and build_spec(opts.spec_file).evaluate.arms != RunSpec().evaluate.arms
+        chosen = arms if arms is not None or own else ",".join(study.default_arms())  # else the spec file's
+
+        def spec_for(name: str, arm_names: str) -> RunSpec:
+            return opts.spec(name, tune={"trials": trials, "epochs": tune_epochs, "pruner": pruner},
+                             evaluate={"seeds": seeds, "epochs": epochs, "reference": reference,
+                                       "arms": _arms_override(opts.spec_file, arm_names)},
+                             compare={"replicates": _replicates(replicates) or "auto",
+                                      "min_replicates": min_replicates, "max_replicates": max_replicates,
+                                      "margin": margin, "batch": batch})
+
+        probe = {name: task.resolve_run(spec_for(name, chosen)) for name in dict.fromkeys(names)}
+        first = next(iter(probe.values())).spec
+        the_plan = study.plan({a.name: a.regularizer for a in first.evaluate.arms},
+                              {n: r.task.shape for n, r in probe.items()}, first.evaluate.reference)
+        runs = {}
+        for name, probed in probe.items():  # every workload and plugin refused up front
+            spec = spec_for(name, ",".join(the_plan.arms_on(name)))
+            compare.check(spec)
+            runs[name] = task.resolve_run(spec, [a.regularizer for a in spec.evaluate.arms])
+        result, path = study.run(runs, the_plan, opts.out, _command_line(),
+                                 lambda name, run, out, family: _compare(run, out, family, show=False))
+        console.print(render.study_table(result))
+        console.print(f"wrote {path}")
 
 
 @app.command("worker")
@@ -587,27 +655,32 @@ def report_cmd(
     reference: Annotated[str | None, typer.Option(
         help="Compare against this arm instead (recomputed from the stored per-seed results; "
              "the JSON file is left as it is).")] = None,
+    html: Annotated[bool, typer.Option(
+        "--html", help="Also write OUT/report.html: one self-contained page (no network needed) of the study, "
+                       "comparison, evaluation or tunings in OUT.")] = False,
 ) -> None:
-    """Re-render the tables and the plot from existing results files (no training).
+    """Re-render the tables and the plot from existing results files (no training); --html writes a page.
 
-    Example: sscbench report --out results   |   sscbench report --reference ssc
+    Example: sscbench report --out results   |   sscbench report --reference ssc   |   sscbench report --html
     """
     from sscbench.output import plot
 
     with refusals():
         tune_files = sorted(out.glob("tune-*.json"))
         evaluate_file, compare_file = out / "evaluate.json", out / "compare.json"
-        workloads_file = out / "compare-workloads.json"
-        if not tune_files and not evaluate_file.exists() and not compare_file.exists() \
-                and not workloads_file.exists():
-            raise ResultsError(f"no results in {out}: run `sscbench tune PLUGIN`, `sscbench evaluate` "
-                               "or `sscbench compare` first")
-        for path in [*tune_files, evaluate_file, compare_file, workloads_file]:
+        workloads_file, study_file = out / "compare-workloads.json", out / "study.json"
+        if not tune_files and not any(p.exists() for p in (evaluate_file, compare_file, workloads_file, study_file)):
+            raise ResultsError(f"no results in {out}: run `sscbench tune PLUGIN`, `sscbench evaluate`, "
+                               "`sscbench compare` or `sscbench study` first")
+        for path in [*tune_files, evaluate_file, compare_file, workloads_file, study_file]:
             if path.exists():
                 _warn_if_secret(path)
         loaded_compare = results.load(compare_file, CompareResult) if compare_file.exists() else None
         loaded_tunes = [results.load(p, TuneResult) for p in tune_files]
         loaded_eval = results.load(evaluate_file, EvaluateResult) if evaluate_file.exists() else None
+        loaded_workloads = results.load(workloads_file, results.WorkloadsCompareResult) \
+            if workloads_file.exists() else None
+        loaded_study = results.load(study_file, results.StudyResult) if study_file.exists() else None
         if reference is not None:
             if loaded_eval is None:
                 raise ResultsError(f"--reference needs {evaluate_file}: run `sscbench evaluate` first")
@@ -622,11 +695,27 @@ def report_cmd(
             _print_compare(loaded_compare)
             plot.save_compare_figure(loaded_compare, out / "compare.png")
             console.print(f"wrote {out / 'compare.png'}")
-        if workloads_file.exists():
-            loaded_workloads = results.load(workloads_file, results.WorkloadsCompareResult)
+        if loaded_workloads is not None:
             console.print(render.workloads_comparison_table(loaded_workloads))
             plot.save_workloads_figure(loaded_workloads, out / "compare-workloads.png")
             console.print(f"wrote {out / 'compare-workloads.png'}")
+        if loaded_study is not None:
+            console.print(render.study_table(loaded_study))
+        if html:
+            from sscbench.output import html as html_mod
+
+            if loaded_study is not None:
+                page = html_mod.study_page(loaded_study)
+            elif loaded_workloads is not None:
+                page = html_mod.workloads_page(loaded_workloads)
+            elif loaded_compare is not None:
+                page = html_mod.compare_page(loaded_compare)
+            elif loaded_eval is not None:
+                page = html_mod.evaluate_page(loaded_eval)
+            else:
+                page = html_mod.tune_page(loaded_tunes)
+            results.write_atomic(out / "report.html", page)
+            console.print(f"wrote {out / 'report.html'}")
 
 
 if __name__ == "__main__":

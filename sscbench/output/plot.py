@@ -212,6 +212,33 @@ def workloads_figure(result: WorkloadsCompareResult) -> matplotlib.figure.Figure
     return fig
 
 
+def cell_figure(result: CompareResult, arm: str) -> matplotlib.figure.Figure:
+    """One study cell: the arm's paired differences per replicate, its sequential interval over n (if
+    decided sequentially) and the tuned hyperparameters of the arm and the reference across replicates."""
+    c = next(x for x in result.comparisons if x.arm == arm)
+    regularizers = {a.regularizer for a in result.spec.evaluate.arms if a.name in (arm, result.reference)}
+    only = result.model_copy(update={
+        "comparisons": [c],
+        "replicates": [rec.model_copy(update={"tuning": [p for p in rec.tuning if p.regularizer in regularizers]})
+                       for rec in result.replicates]})
+    panels = 3 if c.sequential is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 0.3 * len(result.replicates) + 3.6))
+    _forest(axes[0], only)
+    if c.sequential is not None:
+        _sequential(axes[1], c)
+    _hyperparameters(axes[-1], only)
+    fig.tight_layout()
+    return fig
+
+
+def png(fig: matplotlib.figure.Figure, dpi: int = 72) -> bytes:
+    """The figure as PNG bytes, closed; the same figure gives the same bytes (no timestamp or software tag)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
 def save_workloads_figure(result: WorkloadsCompareResult, path: Path) -> None:
     _save(workloads_figure(result), path)
 

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sscbench.contracts import registry
-from sscbench.output.results import CompareResult, EvaluateResult, TuneResult, WorkloadsCompareResult
+from sscbench.output.results import CompareResult, EvaluateResult, StudyCell, StudyResult, TuneResult, WorkloadsCompareResult
 from sscbench.spec import DataSpec
 
 
@@ -408,3 +408,53 @@ def diagnostics_table(result: EvaluateResult) -> Table:
                      "(last epoch). SC: spectral consistency of the test saliency (lower: more alike within a "
                      "class). Accuracy at shift ±k: the mean over shifts +k and -k.")
     return _fit(table)
+
+
+def cell_word(cell: StudyCell) -> str:
+    """A study cell's decision in one word (or two): what the matrix shows without colour."""
+    if cell.status == "not applicable":
+        return "n/a"
+    return cell.decision if cell.status == "decided" and cell.decision else "open"
+
+
+def cell_numbers(cell: StudyCell) -> str:
+    """A study cell's mean difference in points over its interval, and n, on one line."""
+    if cell.status == "not applicable" or cell.mean_diff is None:
+        return ""
+    return f"{100 * cell.mean_diff:+.2f} {_interval(cell.low, cell.high)}, n = {cell.replicates}"
+
+
+def study_table(result: StudyResult) -> Table:
+    """The study's matrix, one section per workload and a row per arm (so it reads at 80 columns)."""
+    b = result.budget
+    table = _table(f"Every arm against '{result.reference}' on every workload",
+                   "workload / arm", "decision", "n", "diff vs ref [interval]", "model- epochs")
+    for name in result.workloads:
+        cells = [c for c in result.cells if c.workload == name]
+        table.add_row(f"[bold]{escape(name)}[/bold]", "", "", "", "")
+        for k, c in enumerate(cells):
+            word = cell_word(c)
+            shown = escape(c.reason) if c.status == "not applicable" else (
+                _diff(c.mean_diff, c.low, c.high) if c.mean_diff is not None else "-")
+            table.add_row(f"  {escape(c.arm)}", _colour(word) if c.status == "decided" else word,
+                          "-" if c.replicates is None else str(c.replicates), shown,
+                          f"{c.tuning_model_epochs + c.evaluation_model_epochs:,}", end_section=k == len(cells) - 1)
+    table.caption = (f"diff: arm - {result.reference} in accuracy points; alpha {b.alpha:g} split over "
+                     f"{b.comparisons} comparisons; margin ±{b.margin:g}; {result.total.replicates} replicates, "
+                     f"{result.total.model_epochs:,} model-epochs in all.")
+    return _fit(table)
+
+
+def study_markdown(result: StudyResult) -> str:
+    """The study's matrix as a markdown table (the README's headline): arms as rows, workloads as columns."""
+    head = ["arm vs " + result.reference, *result.workloads]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by = {(c.arm, c.workload): c for c in result.cells}
+    for arm in result.arms:
+        row = [f"`{arm}`"]
+        for name in result.workloads:
+            c = by[(arm, name)]
+            numbers = cell_numbers(c)
+            row.append(f"**{cell_word(c)}**" + (f" {numbers}" if numbers else ""))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"

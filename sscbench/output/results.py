@@ -1,8 +1,8 @@
 """Versioned results files: schema, provenance, atomic writes, strict loading.
 
 What it is: the pydantic models of everything sscbench writes to JSON
-(``tune-PLUGIN.json``, ``evaluate.json``, ``compare.json`` and the per-replicate
-checkpoints of a comparison), the provenance every file carries,
+(``tune-PLUGIN.json``, ``evaluate.json``, ``compare.json``, ``study.json`` and the
+per-replicate checkpoints of a comparison), the provenance every file carries,
 and the two functions that write (atomically) and read (refusing unknown
 versions and malformed content) them.
 What it is not: the computation of any number in them.
@@ -291,11 +291,74 @@ class WorkloadsCompareResult(Record):
     provenance: Provenance
 
 
+class StudyCell(Record):
+    """One (arm, workload) cell of a study: its decision against the reference, or why it has none."""
+
+    arm: str
+    workload: str
+    status: Literal["decided", "open", "not applicable"] = Field(
+        description="decided; open (the run stopped before the rule decided); not applicable (the plugin refuses "
+                    "the workload's inputs, see reason).")
+    reason: str = ""
+    decision: str | None = Field(None, description="better, worse, equivalent or inconclusive (when decided).")
+    replicates: int | None = Field(None, description="Replicates the decision used (n).")
+    mean_diff: float | None = Field(None, description="Mean paired difference of scores, arm - reference "
+                                                      "(accuracy, a fraction: 0.01 is one point).")
+    low: float | None = Field(None, description="The deciding interval's bounds (the repeated CI with 'auto').")
+    high: float | None = None
+    margin: float | None = Field(None, description="Equivalence margin, in the unit of mean_diff.")
+    alpha_per_comparison: float | None = None
+    rule: str | None = None
+    resampled: bool = Field(False, description="Replicates are resamples of a fixed archive (not new draws).")
+    tuning_model_epochs: int = Field(0, description="The arm's tuning budget over the replicates it was tuned in.")
+    evaluation_model_epochs: int = Field(0, description="The arm's evaluation epochs over its seeds and replicates.")
+
+
+class StudyBudget(Record):
+    """The settings that decide what a study costs, the same for every cell."""
+
+    pruner: str
+    trials: int
+    tune_epochs: int
+    seeds: int
+    epochs: int
+    replicates: int | str
+    min_replicates: int
+    max_replicates: int
+    margin: float = Field(description="Equivalence margin in accuracy points.")
+    alpha: float = Field(description="The study's error rate, split over its comparisons (Bonferroni).")
+    comparisons: int
+
+
+class StudyTotal(Record):
+    """What the whole study computed, over every workload's replicates."""
+
+    replicates: int
+    model_epochs: int = Field(description="Epochs trained, summed over every model (tuning and evaluation).")
+    tune_seconds: float
+    evaluate_seconds: float
+
+
+class StudyResult(Record):
+    """``sscbench study``: every arm against the reference on every workload."""
+
+    schema_version: int = SCHEMA_VERSION
+    kind: Literal["study"] = "study"
+    reference: str
+    arms: list[str] = Field(description="The rows: every arm but the reference.")
+    workloads: list[str] = Field(description="The columns.")
+    cells: list[StudyCell] = Field(description="One per (workload, arm), workload by workload.")
+    budget: StudyBudget
+    total: StudyTotal
+    results: list[CompareResult] = Field(description="Each workload's comparison (also in OUT/WORKLOAD/compare.json).")
+    provenance: Provenance
+
+
 class ResultsError(ValueError):
     """A results file that is missing, of an unknown version, or not of the schema."""
 
 
-R = TypeVar("R", TuneResult, EvaluateResult, CompareResult, ReplicateRecord, WorkloadsCompareResult)
+R = TypeVar("R", TuneResult, EvaluateResult, CompareResult, ReplicateRecord, WorkloadsCompareResult, StudyResult)
 
 
 def finite_or_none(x: float) -> float | None:
