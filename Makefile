@@ -5,20 +5,22 @@ PY := $(VENV)/bin/python
 LINT := $(wildcard sscbench plugins tests benchmarks)
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint fuzz bench bench-tiny bench-workers bench-sequential reproduce clean
+.PHONY: install test lint fuzz bench bench-tiny bench-workers bench-sequential reproduce study clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,ucr]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,ucr,dashboard]'
 	touch $(STAMP)
 
-# The suite runs beside a throwaway PostgreSQL cluster (Unix socket only), stopped afterwards, in one
+# The suite runs with headless Chromium (installed with apt-get where missing, for the report's browser
+# test) beside a throwaway PostgreSQL cluster (Unix socket only), stopped afterwards, in one
 # worker process per core (pytest-xdist; at most 4; idle workers take queued tests from busy ones),
 # each training with one thread.
 test: $(STAMP)
 	$(PY) -m ruff check $(LINT)
+	bash tools/ensure-chromium.sh
 	bash tools/with-postgres.sh $(PY) -m pytest --numprocesses=auto --maxprocesses=4 --dist worksteal
 
 # Thousands of generated specs, damaged results files, storage URLs and sequences of differences (the suite runs 60 of each).

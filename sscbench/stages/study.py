@@ -27,6 +27,7 @@ from sscbench.workload import Shape
 
 #: The distribution whose plugins and workloads a study runs by default: sscbench's own.
 BUILT_IN = "sscbench"
+PROTOCOL_WORKLOAD = "mnist1d-mlp"
 
 
 def default_arms() -> list[str]:
@@ -36,15 +37,10 @@ def default_arms() -> list[str]:
 
 
 def default_workloads() -> list[str]:
-    """Every built-in workload whose data can load here, in registration order."""
+    """Every built-in workload whose data can load here: the protocol's first, then by name."""
     found = [n for n, info in registry.WORKLOADS.discover().items() if info.distribution == BUILT_IN]
-    return [n for n in _registration_order(found) if registry.load_workload(n).available() is None]
-
-
-def _registration_order(names: list[str]) -> list[str]:
-    """The protocol's workload first, then the others as the entry points list them."""
-    order = [ep.name for ep in registry.WORKLOADS.entry_points()]
-    return sorted(dict.fromkeys(names), key=lambda n: (n != "mnist1d-mlp", order.index(n) if n in order else 0))
+    return [n for n in sorted(found, key=lambda n: (n != PROTOCOL_WORKLOAD, n))
+            if registry.load_workload(n).available() is None]
 
 
 @dataclass(frozen=True)
