@@ -34,6 +34,7 @@ from sscbench.data import DataCacheError, DataError
 from sscbench.engine.host import KernelError
 from sscbench.engine.trainer import DeviceError
 from sscbench.output import render, results
+from sscbench.output.export import ExportError
 from sscbench.output.results import CompareResult, EvaluateResult, ResultsError, TuneResult
 from sscbench.spec import CompareSpec, EvaluateSpec, RunSpec, SpecError, TrainSpec, TuneSpec, build_spec
 from sscbench.stages import compare, workflow
@@ -59,8 +60,8 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
-REFUSALS = (SpecError, PluginError, ArmError, ResultsError, TuningError, DeviceError, KernelError, StorageError,
-            DataCacheError, DataError)
+REFUSALS = (SpecError, ExportError, PluginError, ArmError, ResultsError, TuningError, DeviceError, KernelError,
+            StorageError, DataCacheError, DataError)
 
 
 def _doc(model: type[BaseModel], field: str) -> str:
@@ -538,7 +539,7 @@ def study_cmd(
         the_plan = study.plan({a.name: a.regularizer for a in first.evaluate.arms},
                               {n: r.task.shape for n, r in probe.items()}, first.evaluate.reference)
         runs = {}
-        for name, probed in probe.items():  # every workload and plugin refused up front
+        for name in probe:  # every workload and plugin refused up front
             spec = spec_for(name, ",".join(the_plan.arms_on(name)))
             compare.check(spec)
             runs[name] = task.resolve_run(spec, [a.regularizer for a in spec.evaluate.arms])
@@ -716,6 +717,40 @@ def report_cmd(
                 page = html_mod.tune_page(loaded_tunes)
             results.write_atomic(out / "report.html", page)
             console.print(f"wrote {out / 'report.html'}")
+
+
+@app.command("export")
+def export_cmd(
+    out: OutOpt = Path("results"),
+    fmt: Annotated[str, typer.Option(
+        "--format", help="csv, or parquet (needs pandas and pyarrow).", metavar="csv|parquet")] = "csv",
+    to: Annotated[Path | None, typer.Option(
+        "--to", help="The file to write (default: OUT/export.csv or OUT/export.parquet).")] = None,
+) -> None:
+    """One tidy row per (workload, arm, replicate, seed) with hyperparameters, accuracies and seeds.
+
+    Reads OUT/study.json, else compare-workloads.json, compare.json or evaluate.json (the first found).
+    The columns are described in docs/commands.md.
+
+    Example: sscbench export --out results   |   sscbench export --format parquet --to study.parquet
+    """
+    from sscbench.output import export
+
+    with refusals():
+        if fmt not in ("csv", "parquet"):
+            raise SpecError(f"--format must be csv or parquet, got '{fmt}'")
+        kinds = [("study.json", results.StudyResult), ("compare-workloads.json", results.WorkloadsCompareResult),
+                 ("compare.json", CompareResult), ("evaluate.json", EvaluateResult)]
+        found = next(((out / name, kind) for name, kind in kinds if (out / name).exists()), None)
+        if found is None:
+            raise ResultsError(f"nothing to export in {out}: it holds no study.json, compare-workloads.json, "
+                               "compare.json or evaluate.json")
+        path, kind = found
+        _warn_if_secret(path)
+        columns, rows = export.rows(results.load(path, kind))
+        target = to or out / f"export.{fmt}"
+        export.write(columns, rows, target, fmt)
+    console.print(f"wrote {len(rows)} rows of {path.name} to {target}")
 
 
 if __name__ == "__main__":

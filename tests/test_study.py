@@ -196,3 +196,28 @@ def test_the_markdown_matrix_has_a_row_per_arm_and_a_column_per_workload(fixed):
     assert lines[0] == "| arm vs baseline | mnist1d-mlp | mnist1d-cnn |" and len(lines) == 4
     assert lines[2].startswith("| `twin` | **equivalent** ") and "n = 3" in lines[2]
     assert lines[3].startswith("| `frozen` | **worse** ")
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """The tiny study of the issue's check: baseline, ssc and gradnorm, tuned, on two workloads, and its page."""
+    def make(root):
+        (root / "spec.toml").write_text(DATA)
+        output = ok("study", "--spec", root / "spec.toml", "--arms", "baseline,ssc,gradnorm", *TWO, "--trials", 2,
+                    "--tune-epochs", 1, "--seeds", 2, "--epochs", 1, "--min-replicates", 2, "--max-replicates", 2,
+                    "--out", root / "out").output
+        return output + ok("report", "--html", "--out", root / "out").output
+
+    root, output = once(tmp_path_factory, "study-tuned", make)
+    return root / "out", output
+
+
+def test_a_tiny_tuned_study_records_each_cells_tuning_budget(tuned):
+    out, output = tuned
+    result = load(out)
+    assert result.arms == ["ssc", "gradnorm"] and (out / "report.html").exists() and "wrote" in output
+    for c in result.cells:  # 2 replicates x 2 trials x 1 epoch of tuning; 2 x 2 seeds x 1 epoch of evaluation
+        assert c.status == "decided" and c.decision in ("better", "worse", "equivalent", "inconclusive")
+        assert c.replicates == 2  # the maximum: a look at n = 2 decides nothing short of identical scores
+        assert (c.tuning_model_epochs, c.evaluation_model_epochs) == (4, 4)
+    assert result.budget.pruner == "none" and result.budget.trials == 2 and result.budget.max_replicates == 2

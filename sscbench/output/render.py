@@ -12,7 +12,14 @@ from rich.table import Table
 from rich.text import Text
 
 from sscbench.contracts import registry
-from sscbench.output.results import CompareResult, EvaluateResult, StudyCell, StudyResult, TuneResult, WorkloadsCompareResult
+from sscbench.output.results import (
+    CompareResult,
+    EvaluateResult,
+    StudyCell,
+    StudyResult,
+    TuneResult,
+    WorkloadsCompareResult,
+)
 from sscbench.spec import DataSpec
 
 

@@ -80,7 +80,7 @@ def run(runs: dict[str, Run], the_plan: Plan, out: Path, command: str,
     """Every workload's comparison (``each(name, run, folder, comparisons)``, which runs or resumes it),
     then ``out/study.json``. Alpha is split over every cell of the study that runs."""
     started = compare.now()
-    for name, one in runs.items():
+    for one in runs.values():
         compare.check(one.spec)
     family = sum(compare.family_size(one.spec) for one in runs.values())
     done = {name: each(name, one, out / name, family) for name, one in runs.items()}
