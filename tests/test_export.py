@@ -43,3 +43,11 @@ def test_bad_exports_are_one_line(tuned, tmp_path, monkeypatch):  # noqa: F811
     res = invoke("export", "--out", out, "--format", "parquet", "--to", tmp_path / "x.parquet")
     assert res.exit_code == 2 and "needs pandas and pyarrow" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_every_column_is_documented():
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "study.md").read_text()
+    for column in [*export.COLUMNS, "param_NAME"]:
+        assert f"| `{column}` |" in docs, column

@@ -39,3 +39,35 @@ def test_readme_command_uses_real_options(argv):
         if word.startswith("--"):
             option = word.split("=", 1)[0]
             assert re.search(rf"{re.escape(option)}(?![\w-])", help_text.output), f"{argv[0]} has no option {option}"
+
+
+PUBLISHED = ROOT / "docs" / "study" / "study.json"
+
+
+@pytest.mark.skipif(not PUBLISHED.exists(), reason="the published study (make study) has not written "
+                                                   "docs/study/study.json yet")
+def test_the_published_page_and_the_readmes_matrix_are_what_the_published_study_gives():
+    from sscbench.output import html, results
+
+    study = results.load(PUBLISHED, results.StudyResult)
+    assert (ROOT / "docs" / "study" / "report.html").read_text() == html.study_page(study)
+    readme = (ROOT / "README.md").read_text()
+    assert _tool().with_matrix(readme, study) == readme
+
+
+def _tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_matrix", ROOT / "tools" / "readme_matrix.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_the_readme_matrix_tool_replaces_only_the_block_between_its_markers(monkeypatch):
+    from sscbench.output import render
+
+    tool = _tool()
+    monkeypatch.setattr(render, "study_markdown", lambda study: f"| {study} |\n")
+    text = f"before\n{tool.START}\n| old |\n{tool.END}\nafter\n"
+    assert tool.with_matrix(text, "new") == f"before\n{tool.START}\n| new |\n{tool.END}\nafter\n"

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from sscbench.output import render, results
 from sscbench.output.results import CompareResult, EvaluateResult, TuneResult, WorkloadsCompareResult
+from sscbench.stages import study
 from sscbench.stats import sequential
 
 TINY = ["--trials", "2", "--tune-epochs", "1", "--seeds", "2", "--epochs", "1"]
@@ -39,6 +40,11 @@ def tables(out) -> dict[str, Table]:
              "diagnostics": render.diagnostics_table(evaluation),
              "workloads comparison": render.workloads_comparison_table(
                  results.load(out / "w" / "compare-workloads.json", WorkloadsCompareResult))}
+    workloads = results.load(out / "w" / "compare-workloads.json", WorkloadsCompareResult)
+    plan = study.Plan([a.name for a in workloads.results[0].spec.evaluate.arms], workloads.workloads,
+                      {("ssc", workloads.workloads[-1]): "the plugin needs 1-D inputs, got samples of shape [1, 8, 8]"})
+    found["study"] = render.study_table(study.assemble(
+        plan, dict(zip(workloads.workloads, workloads.results, strict=True)), workloads.provenance))
     two = results.load(out / "w" / "mnist1d-mlp" / "compare.json", CompareResult)  # baseline against ssc
     for name, compared in (("two", two), ("seven", more_arms(two, ["ssc-off", "gradnorm", "gradnorm-off",
                                                                       "labelsmooth", "labelsmooth-off"]))):
