@@ -216,3 +216,11 @@ def test_a_forda_stack_that_would_not_fit_is_split_not_killed(monkeypatch):
     history = train_stack(small, arch, members, registry.load("baseline"), 1, TrainSpec(batch_size=32),
                           on_epoch=lambda e, model, first: seen.append((first, model.size)))
     assert seen == [(0, 2), (2, 2), (4, 1)] and history.model.size == 5
+
+
+@pytest.mark.parametrize("name", ["ucr-forda", "ucr-crop", "ucr-electricdevices"])
+def test_each_archive_workload_tunes_over_the_fcns_range_and_crop_evaluates_longer(name):
+    spec = build_spec(None, {"workload": {"name": name}}, beneath=task.spec_defaults)
+    assert (spec.tune.lr.low, spec.tune.lr.high) == (1e-3, 1e-1)
+    assert spec.evaluate.epochs == (60 if name == "ucr-crop" else 30)
+    assert (spec.tune.trials, spec.tune.epochs, spec.evaluate.seeds) == (30, 15, 5)  # the protocol's
