@@ -118,7 +118,7 @@ def _cell_view(k: int, cell: StudyCell, result: CompareResult) -> dict[str, Any]
     view: dict[str, Any] = {
         "id": _anchor(k, cell.arm, cell.workload), "arm": cell.arm, "workload": cell.workload, "word": word,
         "status": cell.status, "reason": cell.reason, "numbers": render.cell_numbers(cell),
-        "mean": points(cell.mean_diff), "interval": render._interval(cell.low, cell.high), "n": cell.replicates,
+        "mean": points(cell.mean_diff), "interval": render.interval(cell.low, cell.high), "n": cell.replicates,
         "rule": cell.rule or "", "tuning": f"{cell.tuning_model_epochs:,}",
         "evaluation": f"{cell.evaluation_model_epochs:,}", "figure": None, "tables": None, "sequential": None,
     }
@@ -134,7 +134,7 @@ def _cell_view(k: int, cell: StudyCell, result: CompareResult) -> dict[str, Any]
     if seq is not None:
         view["sequential"] = {
             "looks": [{"n": look.n, "mean": points(look.mean_diff),
-                       "interval": render._interval(look.rci_low, look.rci_high)} for look in seq.looks],
+                       "interval": render.interval(look.rci_low, look.rci_high)} for look in seq.looks],
             "p_star": f"{seq.p_star:.4g}", "sign": seq.sign_test.decision or "no decision",
             "agrees": {True: "agrees", False: "disagrees", None: "could not decide yet"}[seq.agrees_with_sign_test],
         }
@@ -175,7 +175,7 @@ def _rows(header: list[str], rows: list[list[str]], caption: str) -> dict[str, A
 
 
 def _comparison_rows(result: CompareResult) -> dict[str, Any]:
-    rows = [[c.arm, points(c.mean_diff), render._interval(c.ci_low if c.sequential is None else c.sequential.rci_low,
+    rows = [[c.arm, points(c.mean_diff), render.interval(c.ci_low if c.sequential is None else c.sequential.rci_low,
                                                           c.ci_high if c.sequential is None
                                                           else c.sequential.rci_high),
              str(c.replicates if c.sequential is None else c.sequential.replicates_used), c.verdict]
@@ -210,7 +210,7 @@ def evaluate_page(result: EvaluateResult) -> str:
                  [[a.name, f"{pct(a.mean)} ± {pct(a.std)}", " ".join(pct(v) for v in a.test_accuracy),
                    render.fmt_params(a.params)] for a in result.arms], f"covers {result.covers}")
     comps = _rows(["arm", f"diff vs {result.reference} (points)", "95% CI", "verdict"],
-                  [[c.arm, points(c.mean_diff), render._interval(c.ci_low, c.ci_high), c.verdict]
+                  [[c.arm, points(c.mean_diff), render.interval(c.ci_low, c.ci_high), c.verdict]
                    for c in result.comparisons], "paired over seeds")
     figure = Figure(_data_uri(plot.png(plot.figure(result))),
                     "per-seed test accuracy, training curves, accuracy under shifts and saliency spectra per arm")

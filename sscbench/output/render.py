@@ -196,13 +196,13 @@ def _num(x: float | None, fmt: str = ".3g") -> str:
     return "-" if x is None else format(x, fmt)
 
 
-def _interval(low: float | None, high: float | None) -> str:
+def interval(low: float | None, high: float | None) -> str:
     return "-" if low is None or high is None else f"[{100 * low:+.2f}, {100 * high:+.2f}]"
 
 
 def _diff(mean: float, low: float | None, high: float | None) -> str:
     """A difference in accuracy points over its interval (two lines, so it fits a narrow column)."""
-    return f"{100 * mean:+.2f}\n{_interval(low, high)}"
+    return f"{100 * mean:+.2f}\n{interval(low, high)}"
 
 
 def _p_outperform(c: object) -> str:
@@ -320,7 +320,7 @@ def replicated_comparison_table(result: CompareResult) -> Table:
         share = ("-" if c.variance_share_replicates is None
                  else f"{100 * c.variance_share_replicates:.0f}% /\n{100 * c.variance_share_seeds:.0f}%")
         table.add_row(
-            escape(c.arm), _diff(c.mean_diff, c.ci_low, c.ci_high) + "\n" + _interval(c.ci_two_level_low,
+            escape(c.arm), _diff(c.mean_diff, c.ci_low, c.ci_high) + "\n" + interval(c.ci_two_level_low,
                                                                                         c.ci_two_level_high),
             _p_outperform(c), _num(c.p_ttest), _verdict(c),
             "-" if c.replicates_for_power is None else str(c.replicates_for_power), share,
@@ -428,7 +428,7 @@ def cell_numbers(cell: StudyCell) -> str:
     """A study cell's mean difference in points over its interval, and n, on one line."""
     if cell.status == "not applicable" or cell.mean_diff is None:
         return ""
-    return f"{100 * cell.mean_diff:+.2f} {_interval(cell.low, cell.high)}, n = {cell.replicates}"
+    return f"{100 * cell.mean_diff:+.2f} {interval(cell.low, cell.high)}, n = {cell.replicates}"
 
 
 def study_table(result: StudyResult) -> Table:
