@@ -56,6 +56,7 @@ def test_every_cell_is_decided_and_the_matrix_has_a_row_per_arm_and_a_column_per
         assert decided[("frozen", workload)] == ("worse", 3)  # cannot learn: far below, at the first look
     # alpha split over every cell of the study, not per workload
     assert result.budget.comparisons == 4 and result.budget.alpha == 0.05
+    assert not any(c.resampled for c in result.cells)  # mnist1d is drawn again in every replicate
     for res in result.results:
         assert all(c.sequential.alpha_per_comparison == pytest.approx(0.05 / 4) for c in res.comparisons)
     assert "Every arm against 'baseline' on every workload" in output and "equivalent" in output

@@ -162,7 +162,7 @@ def test_diagnostics_of_a_split_larger_than_a_pass_equal_one_pass(monkeypatch):
 def test_a_tiny_compare_over_two_ucr_workloads_resamples_its_replicates(tmp_path, monkeypatch):
     from conftest import ok
 
-    from sscbench.output import results
+    from sscbench.output import export, results
 
     whole = ucr.archive_arrays
 
@@ -183,9 +183,12 @@ def test_a_tiny_compare_over_two_ucr_workloads_resamples_its_replicates(tmp_path
     for result in both.results:
         assert [r.data_seed for r in result.replicates] == [42, 43]
         assert "archive resampled" in result.derivation["data_seed"] and "data resample" in result.covers
+        assert result.resampled
         first, second = ([a.test_accuracy for a in r.arms] for r in result.replicates)
         assert first != second
     assert "ucr-forda" in res.output and "ucr-crop" in res.output
+    columns, rows = export.rows(both)  # an export says which replicates are resamples
+    assert {row["resampled"] for row in rows} == {"true"} and len(rows) == 2 * 2 * 2 * 2
 
 
 def test_a_saliency_pass_over_long_series_is_cut_to_fit_memory(monkeypatch):

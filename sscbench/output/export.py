@@ -39,7 +39,7 @@ def _bool(x: bool) -> str:
 
 
 def _compare_rows(result: CompareResult) -> Iterator[dict[str, Any]]:
-    resampled = "resampled" in result.covers
+    resampled = result.resampled
     for rec in result.replicates:
         for arm in rec.arms:
             for seed, acc in zip(rec.model_seeds, arm.test_accuracy, strict=True):

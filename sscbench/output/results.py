@@ -38,6 +38,8 @@ SCHEMA_VERSION = 4
 #: with those absent, and their verdict "no detectable difference" is kept as written.
 READABLE_VERSIONS = (1, 2, 3, 4)
 
+#: How ``covers`` begins where a comparison's replicates are resamples of a fixed archive.
+COVERS_RESAMPLE = "the data resample"
 COVERS_SEEDS = ("model seeds only (initialisation and batch order); the data draw and the tuning run are "
                 "fixed: `sscbench compare` re-draws both")
 
@@ -279,6 +281,11 @@ class CompareResult(Record):
                                                                                "over the replicates it was tuned in.")
     budget_note: str = Field("", description="Whether the arms were tuned at equal budget, and by how much not.")
     provenance: Provenance
+
+    @property
+    def resampled(self) -> bool:
+        """Whether the replicates are resamples of a fixed archive (not new draws of the data)."""
+        return self.covers.startswith(COVERS_RESAMPLE)
 
 
 class WorkloadsCompareResult(Record):

@@ -164,7 +164,7 @@ def derivation(run: Run) -> dict[str, str]:
 
 
 def covers(spec: RunSpec, resampled: bool = False) -> str:
-    data = "the data resample" if resampled else "the data draw"
+    data = results.COVERS_RESAMPLE if resampled else "the data draw"
     if spec.compare.tune == "once":
         return (f"{data} and the model seeds (initialisation and batch order), re-drawn in every replicate; "
                 f"the tuning run is fixed (tune once: every arm tuned on replicate {spec.compare.first_replicate})")

@@ -23,6 +23,7 @@ from sscbench.output import results
 from sscbench.output.results import CompareResult, StudyBudget, StudyCell, StudyResult, StudyTotal
 from sscbench.spec import SpecError
 from sscbench.stages import compare
+from sscbench.stats import paired
 from sscbench.workload import Shape
 
 #: The distribution whose plugins and workloads a study runs by default: sscbench's own.
@@ -101,7 +102,7 @@ def assemble(the_plan: Plan, done: dict[str, CompareResult], provenance: results
         pruner=first.tune.pruner, trials=first.tune.trials, tune_epochs=first.tune.epochs,
         seeds=first.evaluate.seeds, epochs=first.evaluate.epochs,
         replicates=c.replicates, min_replicates=c.min_replicates, max_replicates=c.max_replicates,
-        margin=c.margin, alpha=compare.stats.ALPHA,
+        margin=c.margin, alpha=paired.ALPHA,
         comparisons=sum(cl.status != "not applicable" for cl in cells))
     every = [rec for res in done.values() for rec in res.replicates]
     total = StudyTotal(
@@ -115,7 +116,7 @@ def assemble(the_plan: Plan, done: dict[str, CompareResult], provenance: results
 
 def cell(the_plan: Plan, arm: str, workload: str, result: CompareResult) -> StudyCell:
     """One (arm, workload) cell: its decision and budget, or why it did not run (pure)."""
-    resampled = "resampled" in result.covers
+    resampled = result.resampled
     if (arm, workload) in the_plan.skipped:
         return StudyCell(arm=arm, workload=workload, status="not applicable", reason=the_plan.skipped[(arm, workload)],
                          resampled=resampled)
