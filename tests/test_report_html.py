@@ -82,3 +82,16 @@ def test_every_kind_of_results_folder_gets_a_self_contained_page(kind, tmp_path)
     assert not OUTSIDE.search(page) and "<table>" in page and '<section id="provenance">' in page
     if kind != "tune":
         assert "data:image/png;base64," in page
+
+
+def test_a_cell_the_plugin_cannot_run_reads_n_a_with_its_reason(tuned):  # noqa: F811
+    from sscbench.stages import study as study_mod
+
+    out, _ = tuned
+    done = results.load(out / "study.json", StudyResult)
+    plan = study_mod.Plan(["baseline", *done.arms], done.workloads,
+                          {("ssc", "mnist1d-cnn"): "needs <1-D> inputs"})
+    page = html.study_page(study_mod.assemble(plan, dict(zip(done.workloads, done.results, strict=True)),
+                                              done.provenance))
+    assert '<td class="cell n/a"><a href="#c-2-ssc-mnist1d-cnn"><span class="word">n/a</span></a></td>' in page
+    assert "Not run: needs &lt;1-D&gt; inputs" in page and "split over 3 comparisons" in page
