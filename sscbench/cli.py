@@ -378,6 +378,14 @@ def reproduce_cmd(
         _evaluate(run, opts.out)
 
 
+# The options compare and study share (the sequential rule's bounds and a replicate's seeds).
+MinReplicatesOpt = Annotated[int | None, typer.Option(help=_doc(CompareSpec, "min_replicates"))]
+MaxReplicatesOpt = Annotated[int | None, typer.Option(help=_doc(CompareSpec, "max_replicates"))]
+MarginOpt = Annotated[float | None, typer.Option(help=_doc(CompareSpec, "margin"))]
+BatchOpt = Annotated[int | None, typer.Option(help=_doc(CompareSpec, "batch"))]
+ReplicateSeedsOpt = Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds") + " Per replicate.")]
+
+
 def _replicates(value: str | None) -> int | str | None:
     """``--replicates``: a positive count or 'auto'."""
     if value is None or value.strip().lower() == "auto":
@@ -422,14 +430,14 @@ def _print_compare(result: CompareResult) -> None:
 def compare_cmd(
     arms: ArmsOpt = None,
     replicates: Annotated[str | None, typer.Option(help=_doc(CompareSpec, "replicates"), metavar="R|auto")] = None,
-    min_replicates: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "min_replicates"))] = None,
-    max_replicates: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "max_replicates"))] = None,
-    margin: Annotated[float | None, typer.Option(help=_doc(CompareSpec, "margin"))] = None,
-    batch: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "batch"))] = None,
+    min_replicates: MinReplicatesOpt = None,
+    max_replicates: MaxReplicatesOpt = None,
+    margin: MarginOpt = None,
+    batch: BatchOpt = None,
     first_replicate: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "first_replicate"))] = None,
     tune: Annotated[str | None, typer.Option("--tune", help=_doc(CompareSpec, "tune"))] = None,
     gamma: Annotated[float | None, typer.Option(help=_doc(CompareSpec, "gamma"))] = None,
-    seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds") + " Per replicate.")] = None,
+    seeds: ReplicateSeedsOpt = None,
     trials: TrialsOpt = None,
     tune_epochs: TuneEpochsOpt = None,
     pruner: PrunerOpt = None,
@@ -492,11 +500,11 @@ def study_cmd(
                             "available); results in OUT/WORKLOAD/.")] = None,
     replicates: Annotated[str | None, typer.Option(
         help=_doc(CompareSpec, "replicates") + " A study's default is 'auto'.", metavar="R|auto")] = None,
-    min_replicates: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "min_replicates"))] = None,
-    max_replicates: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "max_replicates"))] = None,
-    margin: Annotated[float | None, typer.Option(help=_doc(CompareSpec, "margin"))] = None,
-    batch: Annotated[int | None, typer.Option(help=_doc(CompareSpec, "batch"))] = None,
-    seeds: Annotated[int | None, typer.Option(help=_doc(EvaluateSpec, "seeds") + " Per replicate.")] = None,
+    min_replicates: MinReplicatesOpt = None,
+    max_replicates: MaxReplicatesOpt = None,
+    margin: MarginOpt = None,
+    batch: BatchOpt = None,
+    seeds: ReplicateSeedsOpt = None,
     trials: TrialsOpt = None,
     tune_epochs: TuneEpochsOpt = None,
     pruner: PrunerOpt = None,
