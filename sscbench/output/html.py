@@ -20,6 +20,7 @@ from typing import Any
 import jinja2
 
 from sscbench.output import plot, render
+from sscbench.output.render import pct
 from sscbench.output.results import (
     CompareResult,
     EvaluateResult,
@@ -101,8 +102,8 @@ def _replicate_tables(result: CompareResult, arm: str) -> dict[str, Any]:
             "params": render.fmt_params(mine.params) if mine else (render.fmt_params(picks[regs[arm]].params)
                                                                     if regs.get(arm) in picks else "-"),
             "ref_params": render.fmt_params(theirs.params) if theirs else "-",
-            "seeds": " ".join(render.pct(v) for v in mine.test_accuracy) if mine else "not trained (decided)",
-            "ref_seeds": " ".join(render.pct(v) for v in theirs.test_accuracy) if theirs else "-",
+            "seeds": " ".join(pct(v) for v in mine.test_accuracy) if mine else "not trained (decided)",
+            "ref_seeds": " ".join(pct(v) for v in theirs.test_accuracy) if theirs else "-",
             "diff": points(mine.score - theirs.score) if mine and theirs and mine.score is not None
             and theirs.score is not None else "-",
         })
@@ -182,7 +183,7 @@ def _comparison_rows(result: CompareResult) -> dict[str, Any]:
 
 def compare_page(result: CompareResult) -> str:
     arms = _rows(["arm", "mean score", "sd over replicates", "replicates"],
-                 [[a.name, render.pct(a.mean), render.pct(a.std_ddof1), str(sum(s is not None for s in a.scores))]
+                 [[a.name, pct(a.mean), pct(a.std_ddof1), str(sum(s is not None for s in a.scores))]
                   for a in result.arms], f"covers {result.covers}")
     figure = Figure(_data_uri(plot.png(plot.compare_figure(result))),
                     "per-replicate paired differences, probability of outperforming, tuned hyperparameters and "
@@ -203,7 +204,7 @@ def workloads_page(result: WorkloadsCompareResult) -> str:
 
 def evaluate_page(result: EvaluateResult) -> str:
     arms = _rows(["arm", "mean ± std", "per seed", "hyperparameters"],
-                 [[a.name, f"{render.pct(a.mean)} ± {render.pct(a.std)}", " ".join(render.pct(v) for v in a.test_accuracy),
+                 [[a.name, f"{pct(a.mean)} ± {pct(a.std)}", " ".join(pct(v) for v in a.test_accuracy),
                    render.fmt_params(a.params)] for a in result.arms], f"covers {result.covers}")
     comps = _rows(["arm", f"diff vs {result.reference} (points)", "95% CI", "verdict"],
                   [[c.arm, points(c.mean_diff), render.interval(c.ci_low, c.ci_high), c.verdict]
@@ -220,7 +221,7 @@ def tune_page(tunes: list[TuneResult]) -> str:
         rows = sorted(((s.study_name, tr) for s in t.studies for tr in s.trials if tr.state == "COMPLETE"),
                       key=lambda r: -(r[1].value or 0))
         tables.append(_rows(["study", "trial", "validation accuracy", "hyperparameters"],
-                            [[s, str(tr.number), render.pct(tr.value), render.fmt_params(tr.params)] for s, tr in rows[:10]],
+                            [[s, str(tr.number), pct(tr.value), render.fmt_params(tr.params)] for s, tr in rows[:10]],
                             f"tuning {t.regularizer}: the best completed trials"))
     return _simple("tune", "sscbench tune", None, tables, [_provenance_rows(f"tune {t.regularizer}", t.provenance)
                                                           for t in tunes], [])
