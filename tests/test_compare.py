@@ -256,3 +256,27 @@ def test_stored_work_is_keyed_by_the_code_that_computed_it(monkeypatch):
     key = compare.key(build_spec())
     monkeypatch.setattr(registry, "code_fingerprint", lambda *names: "edited")  # as if a module had changed
     assert compare.key(build_spec()) != key
+
+
+def test_only_modules_that_present_results_are_left_out_of_the_fingerprint():
+    """Editing the command line, a table, a figure, the page, an export or the study's matrix keeps stored work;
+    the presentation modules exist, and none of the modules that compute results imports one of them at the top."""
+    import ast
+    from pathlib import Path
+
+    from sscbench.contracts import registry
+
+    package = Path(registry.__file__).resolve().parents[1]
+    presented = {f"sscbench.{m[:-3].replace('/', '.')}" for m in registry.PRESENTATION}
+    assert all((package / m).exists() for m in registry.PRESENTATION)
+    hashed = {p.relative_to(package).as_posix() for p in registry.fingerprinted()}
+    assert not hashed & set(registry.PRESENTATION)
+    assert {"engine/trainer.py", "stages/compare.py", "output/results.py", "spec.py"} <= hashed
+    for path in package.rglob("*.py"):
+        if path.relative_to(package).as_posix() in registry.PRESENTATION:
+            continue
+        for node in ast.parse(path.read_text()).body:  # module level: what runs whenever results are computed
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) and node.module \
+                else []
+            assert not any(n in presented or n.rsplit(".", 1)[0] in presented for n in names), (path, names)

@@ -153,14 +153,28 @@ def load_workload(name: str) -> Workload:
     return WORKLOADS.load(name)
 
 
+#: Modules that only present results (the command line, tables, figures, the page, exports, the study's
+#: matrix): they never change a number a replicate or an evaluation unit stores, so editing them keeps
+#: stored work. Nothing that trains, tunes, loads data or derives seeds may be listed here.
+PRESENTATION = ("cli.py", "output/render.py", "output/plot.py", "output/html.py", "output/export.py",
+                "stages/study.py")
+
+
+def fingerprinted() -> list[Path]:
+    """sscbench's own modules that decide results: every one in every layer, but ``PRESENTATION``."""
+    package = Path(__file__).resolve().parents[1]
+    return sorted(p for p in package.rglob("*.py") if p.relative_to(package).as_posix() not in PRESENTATION)
+
+
 def code_fingerprint(regularizers: Iterable[str], workloads: Iterable[str] = ()) -> str:
-    """A hash of the code that decides results: every sscbench module and the named plugins' modules.
+    """A hash of the code that decides results: every sscbench module but ``PRESENTATION``, and the
+    named plugins' modules.
 
     Stored work (evaluation units, replicate checkpoints) is keyed by it, so editing a plugin, a
     workload or the trainer never returns numbers that the edited code did not compute.
     """
-    package = Path(__file__).resolve().parents[1]  # sscbench/, every layer of it
-    files = sorted(package.rglob("*.py"))
+    package = Path(__file__).resolve().parents[1]
+    files = fingerprinted()
     plugins = [type(load(n)) for n in sorted(set(regularizers))]
     plugins += [type(load_workload(n)) for n in sorted(set(workloads))]
     for cls in plugins:
