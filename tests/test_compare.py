@@ -12,7 +12,7 @@ from conftest import once
 from typer.testing import CliRunner
 
 from sscbench.cli import app
-from sscbench.output import results
+from sscbench.output import plot, results
 from sscbench.output.results import CompareResult, EvaluateResult, ReplicateRecord
 from sscbench.stages import compare, evaluation
 from sscbench.stats import replicates as replicate_stats
@@ -171,6 +171,23 @@ def test_report_rerenders_a_comparison(tiny, tmp_path):
     res = ok("report", "--out", tmp_path)
     assert "Replicated comparison" in res.output and (tmp_path / "compare.png").stat().st_size > 10_000
 
+
+
+def test_the_figure_draws_an_interval_that_misses_its_point_by_rounding(tiny, tmp_path):
+    """Wilson's interval at P = 1 over 10 replicates ends at 0.9999999999999999, below P itself: matplotlib
+    refuses a negative error bar, which once stopped a study after its first workload's compare.json."""
+    out, _ = tiny
+    low, high = replicate_stats.wilson_interval(1.0, 10)
+    assert high < 1.0  # the rounding this test is about
+    result = load(out)
+    rounded = result.comparisons[0].model_copy(update={
+        "p_outperform": 1.0, "p_outperform_ci_low": low, "p_outperform_ci_high": high,
+        "ci_low": result.comparisons[0].mean_diff + 1e-17})  # a bootstrap interval beside its mean, likewise
+    result = result.model_copy(update={"comparisons": [rounded]})
+    plot.save_compare_figure(result, tmp_path / "compare.png")
+    assert (tmp_path / "compare.png").stat().st_size > 10_000
+    assert plot._bar(1.0, low, high).tolist() == [[pytest.approx(1.0 - low)], [0.0]]
+    assert np.allclose(plot._bar([0.5, 0.2], [0.4, 0.1], [0.7, 0.3]), [[0.1, 0.1], [0.2, 0.1]])
 
 @pytest.mark.parametrize(("args", "needle"), [
     (("--tune", "sometimes"), "compare.tune"),

@@ -35,6 +35,14 @@ def _mean_curve(rows: list[list[float | None]]) -> np.ndarray:
         return np.nanmean(arr, axis=0) if arr.size else arr
 
 
+def _bar(center, low, high) -> np.ndarray:
+    """Error-bar lengths below and above ``center`` for the interval [low, high], as matplotlib wants them
+    (2 x N, never negative: an interval computed apart from its point, such as Wilson's at P = 1 or a
+    bootstrap's, can miss it by a rounding error)."""
+    center, low, high = (np.atleast_1d(np.asarray(x, dtype=float)) for x in (center, low, high))
+    return np.clip(np.stack([center - low, high - center]), 0, None)
+
+
 def _paired_differences(ax: matplotlib.axes.Axes, result: EvaluateResult) -> None:
     """Per-seed differences from the reference arm, with the mean and its bootstrap CI."""
     by_name = {a.name: a for a in result.arms}
@@ -45,7 +53,7 @@ def _paired_differences(ax: matplotlib.axes.Axes, result: EvaluateResult) -> Non
                  if a is not None and b is not None]
         ax.scatter(np.full(len(diffs), i), diffs, color="0.6", s=12)
         low, high = (c.mean_diff, c.mean_diff) if c.ci_low is None else (c.ci_low, c.ci_high)
-        ax.errorbar(i, 100 * c.mean_diff, yerr=[[100 * (c.mean_diff - low)], [100 * (high - c.mean_diff)]],
+        ax.errorbar(i, 100 * c.mean_diff, yerr=_bar(100 * c.mean_diff, 100 * low, 100 * high),
                     color={"better": "green", "worse": "red"}.get(c.verdict, "k"), marker="o", capsize=6)
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(range(len(result.comparisons)), [c.arm for c in result.comparisons], rotation=20)
@@ -115,7 +123,7 @@ def _forest(ax: matplotlib.axes.Axes, result: CompareResult) -> None:
                 ax.plot(100 * (np.nanmean(a) - np.nanmean(b)), y, "o", color=color, ms=4)
         y = len(result.replicates) + 0.5 + k * step
         low, high = (c.mean_diff, c.mean_diff) if c.ci_low is None else (c.ci_low, c.ci_high)
-        ax.errorbar(100 * c.mean_diff, y, xerr=[[100 * (c.mean_diff - low)], [100 * (high - c.mean_diff)]],
+        ax.errorbar(100 * c.mean_diff, y, xerr=_bar(100 * c.mean_diff, 100 * low, 100 * high),
                     fmt="D", color=color, capsize=5, label=f"{c.arm}: mean, 95% CI")
     ax.axvline(0, color="k", lw=0.8)
     ticks = [f"r{rec.index}" for rec in result.replicates] + ["mean"]
@@ -130,8 +138,7 @@ def _p_outperform(ax: matplotlib.axes.Axes, result: CompareResult) -> None:
     comps = result.comparisons
     for k, c in enumerate(comps):
         color = {"better": "green", "worse": "red"}.get(c.verdict, "k")
-        ax.errorbar(k, c.p_outperform, yerr=[[c.p_outperform - c.p_outperform_ci_low],
-                                             [c.p_outperform_ci_high - c.p_outperform]],
+        ax.errorbar(k, c.p_outperform, yerr=_bar(c.p_outperform, c.p_outperform_ci_low, c.p_outperform_ci_high),
                     fmt="o", color=color, capsize=6)
     gamma = result.spec.compare.gamma
     for level, style in ((0.5, "-"), (gamma, "--"), (1 - gamma, "--")):
@@ -164,7 +171,7 @@ def _sequential(ax: matplotlib.axes.Axes, c: object) -> None:
     if n:
         mean = np.array([100 * look.mean_diff for look in seq.looks])
         low, high = (np.array([100 * getattr(look, f) for look in seq.looks]) for f in ("rci_low", "rci_high"))
-        ax.errorbar(n, mean, yerr=[mean - low, high - mean], fmt="o-", color=color, ms=3, capsize=3, lw=1,
+        ax.errorbar(n, mean, yerr=_bar(mean, low, high), fmt="o-", color=color, ms=3, capsize=3, lw=1,
                     label="mean difference, repeated CI")
         ax.axvline(seq.replicates_used, color=color, ls="--", lw=1)
         low, high = 100 * seq.looks[-1].rci_low, 100 * seq.looks[-1].rci_high
