@@ -172,7 +172,6 @@ def test_report_rerenders_a_comparison(tiny, tmp_path):
     assert "Replicated comparison" in res.output and (tmp_path / "compare.png").stat().st_size > 10_000
 
 
-
 def test_the_figure_draws_an_interval_that_misses_its_point_by_rounding(tiny, tmp_path):
     """Wilson's interval at P = 1 over 10 replicates ends at 0.9999999999999999, below P itself: matplotlib
     refuses a negative error bar, which once stopped a study after its first workload's compare.json."""
