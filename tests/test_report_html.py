@@ -95,3 +95,19 @@ def test_a_cell_the_plugin_cannot_run_reads_n_a_with_its_reason(tuned):  # noqa:
                                               done.provenance))
     assert '<td class="cell n/a"><a href="#c-2-ssc-mnist1d-cnn"><span class="word">n/a</span></a></td>' in page
     assert "Not run: needs &lt;1-D&gt; inputs" in page and "split over 3" in page
+
+
+def test_the_page_names_the_cpus_that_computed_the_replicates_and_what_the_run_only_read(tuned):  # noqa: F811
+    out, _ = tuned
+    raw = json.loads((out / "study.json").read_text())
+    first = raw["results"][0]
+    # as if the study had been regenerated on another host from checkpoints computed elsewhere
+    first["replicates"][0]["cpu"] = dict(first["replicates"][0]["cpu"], model_name="Elsewhere CPU", model=9999)
+    first["reused_replicates"] = [rec["index"] for rec in first["replicates"]]
+    page = html.study_page(StudyResult.model_validate(raw))
+    n = len(first["replicates"])
+    assert f"{n} replicates: " in page and "1 on Elsewhere CPU (vendor" in page and "model 9999" in page
+    assert "This run trained none of them: each was read from its checkpoint." in page
+    fresh = html.study_page(results.load(out / "study.json", StudyResult))
+    assert "Elsewhere CPU" not in fresh and "This run trained none of them" not in fresh
+    assert "All trained by this run." in fresh

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from sscbench.engine.host import CpuInfo
 from sscbench.output import plot, render
 from sscbench.output.render import pct
 from sscbench.output.results import (
@@ -64,15 +66,30 @@ def _anchor(k: int, *names: str) -> str:
     return "-".join(["c", str(k), *(re.sub(r"[^A-Za-z0-9]+", "-", n).strip("-") or "x" for n in names)])
 
 
-def _provenance_rows(label: str, p: Provenance) -> dict[str, Any]:
-    cpu = p.cpu
+def _cpu(cpu: CpuInfo | None) -> str:
+    return "unknown" if cpu is None else (f"{cpu.model_name} (vendor {cpu.vendor}, family {cpu.family}, model "
+                                          f"{cpu.model}, {cpu.simd}); torch kernels {cpu.torch_kernels}")
+
+
+def replicates_computed(result: CompareResult) -> str:
+    """Which CPUs computed a comparison's replicates, and how many this run read from checkpoints instead."""
+    by_cpu = Counter(_cpu(rec.cpu) for rec in result.replicates)
+    where = "; ".join(f"{n} on {cpu}" for cpu, n in by_cpu.most_common())
+    reused = len(result.reused_replicates)
+    if reused == len(result.replicates):
+        run = "This run trained none of them: each was read from its checkpoint."
+    else:
+        run = f"This run read {reused} from checkpoints and trained the rest." if reused else "All trained by this run."
+    return f"{len(result.replicates)} replicates: {where}. {run}"
+
+
+def _provenance_rows(label: str, p: Provenance, result: CompareResult | None = None) -> dict[str, Any]:
     return {
         "label": label, "command": p.command, "wall": f"{p.wall_seconds:,.0f} s", "started": p.started,
         "versions": f"sscbench {p.sscbench}, torch {p.torch}, optuna {p.optuna}, Python {p.python}",
         "git": p.git_revision or "(not a git checkout)", "platform": p.platform, "device": p.device,
-        "threads": p.threads,
-        "cpu": "unknown" if cpu is None else (f"{cpu.model_name} (vendor {cpu.vendor}, family {cpu.family}, model "
-                                              f"{cpu.model}, {cpu.simd}); torch kernels {cpu.torch_kernels}"),
+        "threads": p.threads, "cpu": _cpu(p.cpu),
+        "replicates": replicates_computed(result) if result is not None and result.replicates else None,
     }
 
 
@@ -156,7 +173,7 @@ def study_page(result: StudyResult) -> str:
                "wall": f"{result.provenance.wall_seconds:,.0f} s"},
         rule=rule, methods=[_method(r) for r in result.results], seed=SEED_CLAIM, ssc=ssc,
         provenance=[_provenance_rows("study", result.provenance)]
-        + [_provenance_rows(f"compare on {w}", r.provenance) for w, r in by_workload.items()],
+        + [_provenance_rows(f"compare on {w}", r.provenance, r) for w, r in by_workload.items()],
         figure=None, tables=[])
 
 
@@ -189,7 +206,7 @@ def compare_page(result: CompareResult) -> str:
                     "per-replicate paired differences, probability of outperforming, tuned hyperparameters and "
                     "the sequential intervals of every arm against the reference")
     return _simple("compare", f"sscbench compare on {result.spec.workload.name}", figure,
-                   [arms, _comparison_rows(result)], [_provenance_rows("compare", result.provenance)],
+                   [arms, _comparison_rows(result)], [_provenance_rows("compare", result.provenance, result)],
                    [_method(result)])
 
 
@@ -199,7 +216,10 @@ def workloads_page(result: WorkloadsCompareResult) -> str:
     figure = Figure(_data_uri(plot.png(plot.workloads_figure(result))),
                     "per-replicate paired differences of every arm, one panel per workload")
     return _simple("compare", "sscbench compare over workloads", figure, tables,
-                   [_provenance_rows("compare --workloads", result.provenance)], [_method(r) for r in result.results])
+                   [_provenance_rows("compare --workloads", result.provenance)]
+                   + [_provenance_rows(f"replicates on {w}", r.provenance, r)
+                      for w, r in zip(result.workloads, result.results, strict=True)],
+                   [_method(r) for r in result.results])
 
 
 def evaluate_page(result: EvaluateResult) -> str:
