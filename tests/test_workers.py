@@ -274,8 +274,9 @@ def test_a_signal_stops_tune_cleanly_and_the_rerun_ends_as_an_uninterrupted_run(
     sent = time.time()
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=30)
+    stopped_after = time.time() - sent  # before waiting for the uninterrupted run, which may still be training
     finish(whole)
-    assert time.time() - sent < 10
+    assert stopped_after < 10
     assert proc.returncode == (143 if sig == signal.SIGTERM else 130), out
     assert "interrupted" in out and "Traceback" not in out
     assert not (tmp_path / "cut" / "tune-ssc.json").exists()
