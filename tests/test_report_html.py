@@ -107,7 +107,10 @@ def test_the_page_names_the_cpus_that_computed_the_replicates_and_what_the_run_o
     page = html.study_page(StudyResult.model_validate(raw))
     n = len(first["replicates"])
     assert f"{n} replicates: " in page and "1 on Elsewhere CPU (vendor" in page and "model 9999" in page
+    assert f"{n - 1} on {raw['provenance']['cpu']['model_name']}" in page
     assert "This run trained none of them: each was read from its checkpoint." in page
+    first["reused_replicates"] = [first["replicates"][0]["index"]]
+    assert "This run read 1 from checkpoints and trained the rest." in html.study_page(StudyResult.model_validate(raw))
     fresh = html.study_page(results.load(out / "study.json", StudyResult))
     assert "Elsewhere CPU" not in fresh and "This run trained none of them" not in fresh
     assert "All trained by this run." in fresh

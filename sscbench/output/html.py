@@ -78,8 +78,10 @@ def replicates_computed(result: CompareResult) -> str:
     reused = len(result.reused_replicates)
     if reused == len(result.replicates):
         run = "This run trained none of them: each was read from its checkpoint."
+    elif reused:
+        run = f"This run read {reused} from checkpoints and trained the rest."
     else:
-        run = f"This run read {reused} from checkpoints and trained the rest." if reused else "All trained by this run."
+        run = "All trained by this run."
     return f"{len(result.replicates)} replicates: {where}. {run}"
 
 
