@@ -71,3 +71,44 @@ def test_the_readme_matrix_tool_replaces_only_the_block_between_its_markers(monk
     monkeypatch.setattr(render, "study_markdown", lambda study: f"| {study} |\n")
     text = f"before\n{tool.START}\n| old |\n{tool.END}\nafter\n"
     assert tool.with_matrix(text, "new") == f"before\n{tool.START}\n| new |\n{tool.END}\nafter\n"
+
+
+def _readme_workload_row(name: str) -> list[str]:
+    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| `{name}` |")]
+    assert len(rows) == 1, f"the README's workload table has {len(rows)} rows for {name}"
+    return [cell.strip() for cell in rows[0].strip("|").split("|")]
+
+
+def _signed(x: float) -> str:
+    return f"{x * 100:+.2f}"
+
+
+@pytest.mark.parametrize("name", ["ucr-electricdevices", "ucr-forda"])
+def test_the_readmes_archive_rows_are_the_committed_reproduce_records(name):
+    """The README's numbers for a long archive run are those of its record in docs/runs/NAME/."""
+    from sscbench.output import results
+
+    record = results.load(ROOT / "docs" / "runs" / name / "evaluate.json", results.EvaluateResult)
+    assert record.spec.workload.name == name
+    arms = {a.name: a for a in record.arms}
+    (comparison,) = record.comparisons
+    cells = _readme_workload_row(name)
+    for cell, arm in zip(cells[2:4], ("baseline", "ssc"), strict=True):
+        assert cell == f"{arms[arm].mean * 100:.2f}% ± {arms[arm].std * 100:.2f}%", (name, arm, cell)
+    assert cells[4] == (f"{_signed(comparison.mean_diff)} [{_signed(comparison.ci_low)}, "
+                        f"{_signed(comparison.ci_high)}], {comparison.verdict}").replace("+-", "-")
+
+
+def test_the_readmes_crop_row_is_the_committed_comparisons_replicate_zero():
+    """Crop's README row (its reproduce) equals replicate 0 of the committed comparison: the same protocol."""
+    import numpy as np
+
+    from sscbench.output import results
+
+    (path,) = (ROOT / "docs" / "runs" / "ucr-crop" / "compare-replicates").glob("*/replicate-0.json")
+    record = results.load(path, results.ReplicateRecord)
+    arms = {a.name: np.asarray(a.test_accuracy) * 100 for a in record.arms}
+    cells = _readme_workload_row("ucr-crop")
+    for cell, arm in zip(cells[2:4], ("baseline", "ssc"), strict=True):
+        assert cell == f"{arms[arm].mean():.2f}% ± {arms[arm].std():.2f}%", (arm, cell)
+    assert cells[4].startswith(f"{arms['ssc'].mean() - arms['baseline'].mean():+.2f} [")
