@@ -96,6 +96,29 @@ def test_replicate_zero_is_the_protocol_and_equals_reproduce(tmp_path, tiny):
         twin = next(a for a in rep0.arms if a.name == arm.name)
         assert twin.params == arm.params and twin.test_accuracy == arm.test_accuracy  # bit for bit
 
+    # A comparison in reproduce's folder reads replicate 0's tuning studies (the same studies), trains no trial
+    tuned = {r: results.load(tmp_path / f"tune-{r}.json", results.TuneResult) for r in ("baseline", "ssc")}
+    stored = optuna_trials(tmp_path / "optuna.db")
+    ok("compare", "--arms", "baseline,ssc", "--replicates", 1, *TINY, "--out", tmp_path)
+    shared = load(tmp_path).replicates[0]
+    assert {p.regularizer: p.study_name for p in shared.tuning} == {
+        r: t.studies[0].study_name for r, t in tuned.items()}
+    assert optuna_trials(tmp_path / "optuna.db") == stored | {"evaluate": stored.get("evaluate", 0) + 2}
+    assert shared.arms == rep0.arms
+
+
+def optuna_trials(db) -> dict[str, int]:
+    """Trials per kind of study (tuning plugin, or 'evaluate') in a sqlite storage."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        rows = con.execute("select study_name, count(*) from trials join studies using(study_id) group by 1")
+        counts: dict[str, int] = {}
+        for name, n in rows:
+            kind = name.split("-", 1)[0]
+            counts[kind] = counts.get(kind, 0) + n
+    return counts
+
 
 def test_more_replicates_reuse_the_finished_ones(tmp_path, tiny):
     out, _ = tiny
