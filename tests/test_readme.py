@@ -96,7 +96,7 @@ def test_the_readmes_archive_rows_are_the_committed_reproduce_records(name):
     for cell, arm in zip(cells[2:4], ("baseline", "ssc"), strict=True):
         assert cell == f"{arms[arm].mean * 100:.2f}% ± {arms[arm].std * 100:.2f}%", (name, arm, cell)
     assert cells[4] == (f"{_signed(comparison.mean_diff)} [{_signed(comparison.ci_low)}, "
-                        f"{_signed(comparison.ci_high)}], {comparison.verdict}").replace("+-", "-")
+                        f"{_signed(comparison.ci_high)}], {comparison.verdict}")
 
 
 def test_the_readmes_crop_row_is_the_committed_comparisons_replicate_zero():
