@@ -86,7 +86,7 @@ def _signed(x: float) -> str:
 @pytest.mark.parametrize("name", ["ucr-electricdevices", "ucr-forda"])
 def test_the_readmes_archive_rows_are_the_committed_reproduce_records(name):
     """The README's numbers for a long archive run are those of its record in docs/runs/NAME/."""
-    from sscbench.output import results
+    from sscbench.output import render, results
 
     record = results.load(ROOT / "docs" / "runs" / name / "evaluate.json", results.EvaluateResult)
     assert record.spec.workload.name == name
@@ -94,7 +94,7 @@ def test_the_readmes_archive_rows_are_the_committed_reproduce_records(name):
     (comparison,) = record.comparisons
     cells = _readme_workload_row(name)
     for cell, arm in zip(cells[2:4], ("baseline", "ssc"), strict=True):
-        assert cell == f"{arms[arm].mean * 100:.2f}% ± {arms[arm].std * 100:.2f}%", (name, arm, cell)
+        assert cell == f"{render.pct(arms[arm].mean)} ± {render.pct(arms[arm].std)}", (name, arm, cell)
     assert cells[4] == (f"{_signed(comparison.mean_diff)} [{_signed(comparison.ci_low)}, "
                         f"{_signed(comparison.ci_high)}], {comparison.verdict}")
 
@@ -103,12 +103,12 @@ def test_the_readmes_crop_row_is_the_committed_comparisons_replicate_zero():
     """Crop's README row (its reproduce) equals replicate 0 of the committed comparison: the same protocol."""
     import numpy as np
 
-    from sscbench.output import results
+    from sscbench.output import render, results
 
     (path,) = (ROOT / "docs" / "runs" / "ucr-crop" / "compare-replicates").glob("*/replicate-0.json")
     record = results.load(path, results.ReplicateRecord)
-    arms = {a.name: np.asarray(a.test_accuracy) * 100 for a in record.arms}
+    arms = {a.name: np.asarray(a.test_accuracy) for a in record.arms}
     cells = _readme_workload_row("ucr-crop")
     for cell, arm in zip(cells[2:4], ("baseline", "ssc"), strict=True):
-        assert cell == f"{arms[arm].mean():.2f}% ± {arms[arm].std():.2f}%", (arm, cell)
-    assert cells[4].startswith(f"{arms['ssc'].mean() - arms['baseline'].mean():+.2f} [")
+        assert cell == f"{render.pct(arms[arm].mean())} ± {render.pct(arms[arm].std())}", (arm, cell)
+    assert cells[4].startswith(f"{_signed(arms['ssc'].mean() - arms['baseline'].mean())} [")
