@@ -115,25 +115,28 @@ def test_the_readmes_crop_row_is_the_committed_comparisons_replicate_zero():
 
 
 def test_the_readmes_crop_progress_is_the_committed_replicates_sequential_state():
-    """The README's word on Crop's comparison (looks so far, mean, repeated CI) is what the sequential rule
-    gives over the committed replicates, under the settings of the command it names."""
+    """The README's word on Crop's comparison (its verdict or that it is undecided, the looks, the mean, the
+    repeated CI, ssc's wins) is what the sequential rule gives over the committed replicates, under the settings
+    of the command it names."""
     from sscbench.cli import RunOptions
     from sscbench.output import results
     from sscbench.stages import compare
 
     text = " ".join((ROOT / "README.md").read_text().split())
-    found = re.search(r"Crop's replicated comparison \(`--replicates auto`, (\d+) to (\d+)\) is undecided after "
-                      r"(\w+): ([+-]\d+\.\d\d) points, repeated CI \[([+-]\d+\.\d\d), ([+-]\d+\.\d\d)\]", text)
+    found = re.search(r"Crop's replicated comparison \(`--replicates auto`, (\d+) to (\d+)\) (is undecided|ended "
+                      r"\w+) after (\w+): ([+-]\d+\.\d\d) points, repeated CI \[([+-]\d+\.\d\d), "
+                      r"([+-]\d+\.\d\d)\](?: \(ssc won (\d+) of \d+\))?", text)
     assert found, "the README's sentence on Crop's comparison is missing or reworded"
-    low_n, high_n, looks, mean, low, high = found.groups()
+    low_n, high_n, state, looks, mean, low, high, wins = found.groups()
     (folder,) = (ROOT / "docs" / "runs" / "ucr-crop" / "compare-replicates").iterdir()
     records = [results.load(p, results.ReplicateRecord) for p in sorted(folder.glob("replicate-*.json"))]
     assert [r.index for r in records] == list(range(len(records)))
     opts = RunOptions(workload="ucr-crop", storage=None, spec_file=None, out=Path("unused"), device=None,
                       threads=None, workers=None, cpu_kernels=None)
     spec = opts.spec(compare={"replicates": "auto", "min_replicates": int(low_n), "max_replicates": int(high_n)})
-    decided, both, _ = compare.sequential_state(spec, records, "baseline", "ssc", 1, False)
-    words = ["five", "six", "seven", "eight", "nine", "ten"]
-    assert decided.decision is None and len(both) < int(high_n)
-    assert looks == words[len(both) - 5]
+    finished = len(records) == int(high_n)
+    decided, both, diffs = compare.sequential_state(spec, records, "baseline", "ssc", 1, finished)
+    assert state == ("is undecided" if decided.decision is None else f"ended {decided.decision}")
+    assert looks == ["five", "six", "seven", "eight", "nine", "ten"][len(both) - 5]
     assert (mean, low, high) == (_signed(decided.mean_diff), _signed(decided.rci_low), _signed(decided.rci_high))
+    assert wins is None or int(wins) == int((diffs > 0).sum())
