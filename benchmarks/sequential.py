@@ -47,6 +47,17 @@ def tost_n(share: float, margin: float, alpha: float, paths: int, seed: int, lim
     return None
 
 
+def _differences(text: str) -> tuple[float, ...]:
+    """``--differences``: a comma-separated list of non-negative numbers of points."""
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not values or any(not math.isfinite(v) or v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"differences must be finite and at least 0: {text!r}")
+    return values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="the size the suite runs")
@@ -55,13 +66,16 @@ def main() -> None:
     parser.add_argument("--min-replicates", type=int, default=5)
     parser.add_argument("--max-replicates", type=int, default=40)
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--differences", type=_differences, default=None, metavar="D1,D2,...",
+                        help="true differences to simulate, in points (default: 0, 0.5, 1 and 2 sd)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench-sequential.json")
     args = parser.parse_args()
     size = SIZES["tiny" if args.tiny else "default"]
     lo, hi, alpha, sd = args.min_replicates, args.max_replicates, args.alpha, args.sd
     p_star = sq.calibrate_p_star(lo, hi, alpha)
     rows = []
-    for k, effect in enumerate((0.0, 0.5, 1.0, 2 * sd)):
+    effects = args.differences if args.differences is not None else (0.0, 0.5, 1.0, 2 * sd)
+    for k, effect in enumerate(effects):
         decisions, used = sq.simulate(effect / sd, min_n=lo, max_n=hi, margin=args.margin / sd, alpha=alpha,
                                       paths=size["paths"], seed=100 + k, p_star=p_star)
         shares = {word: float((decisions == word).mean()) for word in sq.DECISIONS}

@@ -78,3 +78,24 @@ def test_tiny_sequential_benchmark_writes_its_report(tmp_path):
     assert report["rows"][2]["decisions"]["better"] > 0.9 and report["rows"][2]["fixed_n_same_power"] > 2
     assert "fixed n" in done.stdout
     assert "bench-sequential:" in (ROOT / "Makefile").read_text()
+
+
+def test_the_sequential_benchmark_simulates_the_differences_it_is_given(tmp_path):
+    """The sizing command docs/statistics.md shows for Crop, at the tiny size; a bad list is one line."""
+    out = tmp_path / "crop.json"
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sequential.py"), "--tiny", "--sd", "0.47",
+                           "--max-replicates", "10", "--differences", "0,0.25,0.5", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["max_replicates"] == 10 and report["sd_points"] == 0.47
+    assert [r["difference_points"] for r in report["rows"]] == [0.0, 0.25, 0.5]
+    assert all(r["replicates_p90"] <= 10 for r in report["rows"])
+    docs = " ".join((ROOT / "docs" / "statistics.md").read_text().split())
+    assert "python benchmarks/sequential.py --sd 0.47 --max-replicates 10 --differences 0,0.25,0.5" in docs
+    for bad in ("0,x", "-1"):
+        refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sequential.py"), "--tiny",
+                                  "--differences", bad, "--out", str(tmp_path / "no.json")],
+                                 capture_output=True, text=True, cwd=ROOT)
+        assert refused.returncode == 2 and "--differences" in refused.stderr and "Traceback" not in refused.stderr
+        assert not (tmp_path / "no.json").exists()
