@@ -85,7 +85,8 @@ def _signed(x: float) -> str:
 
 @pytest.mark.parametrize("name", ["ucr-electricdevices", "ucr-forda"])
 def test_the_readmes_archive_rows_are_the_committed_reproduce_records(name):
-    """The README's numbers for a long archive run are those of its record in docs/runs/NAME/."""
+    """The README's numbers for a long archive run are those of its record in docs/runs/NAME/, and the committed
+    comparison's replicate 0 (the same protocol, resumed from that run's storage) has its accuracies seed for seed."""
     from sscbench.output import render, results
 
     record = results.load(ROOT / "docs" / "runs" / name / "evaluate.json", results.EvaluateResult)
@@ -97,6 +98,9 @@ def test_the_readmes_archive_rows_are_the_committed_reproduce_records(name):
         assert cell == f"{render.pct(arms[arm].mean)} ± {render.pct(arms[arm].std)}", (name, arm, cell)
     assert cells[4] == (f"{_signed(comparison.mean_diff)} [{_signed(comparison.ci_low)}, "
                         f"{_signed(comparison.ci_high)}], {comparison.verdict}")
+    (path,) = (ROOT / "docs" / "runs" / name / "compare-replicates").glob("*/replicate-0.json")
+    zero = results.load(path, results.ReplicateRecord)
+    assert {a.name: a.test_accuracy for a in zero.arms} == {a.name: a.test_accuracy for a in record.arms}
 
 
 def test_the_readmes_crop_row_is_the_committed_comparisons_replicate_zero():
