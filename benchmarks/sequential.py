@@ -3,7 +3,7 @@
 Run with ``make bench-sequential`` (``--tiny`` is the size the suite runs). For the default design
 (min 5, max 40 replicates, alpha 0.05, margin 0.5 points) and a per-replicate difference with the
 standard deviation measured on mnist1d (``--sd``, in accuracy points), it simulates the rule for
-true differences of 0, 0.5 and 1 point (and 2 sd) and reports, for each:
+true differences of 0, 0.5 and 1 point (and 2 sd), or those ``--differences`` lists, and reports, for each:
 
 - the share of each decision (better / worse / equivalent / inconclusive);
 - the expected and the 90th percentile of the replicates used;
@@ -53,7 +53,7 @@ def _differences(text: str) -> tuple[float, ...]:
         values = tuple(float(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
-    if not values or any(not math.isfinite(v) or v < 0 for v in values):
+    if any(not math.isfinite(v) or v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"differences must be finite and at least 0: {text!r}")
     return values
 
