@@ -97,10 +97,9 @@ def test_a_killed_workers_trials_are_retried_with_the_same_parameters(tmp_path, 
     assert any(len(params) == drawn for params in killed.values())
     for number, params in killed.items():
         assert trials[number].state == TrialState.FAIL and retried[number].state == TrialState.COMPLETE
-        # a trial killed before all its parameters were drawn (it never trained) keeps those it had drawn
+        # the retry keeps every parameter drawn: all of them for a trial that trained, and those a trial killed
+        # mid-draw (it never trained) had drawn
         assert retried[number].params.items() >= params.items()
-        if len(params) == drawn:
-            assert retried[number].params == params
     record = results.load(tmp_path / "survivor" / "tune-ssc.json", TuneResult).studies[0]
     assert sum(t.state == "COMPLETE" for t in record.trials) == 6
 
