@@ -118,24 +118,29 @@ def test_the_readmes_crop_row_is_the_committed_comparisons_replicate_zero():
     assert cells[4].startswith(f"{_signed(arms['ssc'].mean() - arms['baseline'].mean())} [")
 
 
-def test_the_readmes_crop_progress_is_the_committed_replicates_sequential_state():
-    """The README's word on Crop's comparison (its verdict or that it is undecided, the looks, the mean, the
-    repeated CI, ssc's wins) is what the sequential rule gives over the committed replicates, under the settings
-    of the command it names."""
+@pytest.mark.parametrize(("workload", "label"), [("ucr-crop", "Crop"), ("ucr-electricdevices", "ElectricDevices")])
+def test_the_readmes_word_on_a_replicated_archive_comparison_is_the_committed_replicates_sequential_state(
+        workload, label):
+    """The README's word on an archive workload's comparison (its verdict or that it is undecided, the looks, the
+    mean, the repeated CI, ssc's wins) is what the sequential rule gives over the committed replicates, under the
+    settings of the command it names."""
     from sscbench.cli import RunOptions
     from sscbench.output import results
     from sscbench.stages import compare
 
     text = " ".join((ROOT / "README.md").read_text().split())
-    found = re.search(r"Crop's replicated comparison \(`--replicates auto`, (\d+) to (\d+)\) (is undecided|ended "
-                      r"\w+) after (\w+): ([+-]\d+\.\d\d) points, repeated CI \[([+-]\d+\.\d\d), "
-                      r"([+-]\d+\.\d\d)\](?: \(ssc won (\d+) of \d+\))?", text)
-    assert found, "the README's sentence on Crop's comparison is missing or reworded"
-    low_n, high_n, state, looks, mean, low, high, wins = found.groups()
-    (folder,) = (ROOT / "docs" / "runs" / "ucr-crop" / "compare-replicates").iterdir()
-    records = [results.load(p, results.ReplicateRecord) for p in sorted(folder.glob("replicate-*.json"))]
+    design = re.search(r"Baseline against ssc, replicated \(`--replicates auto`, (\d+) to (\d+) replicates\)", text)
+    assert design, "the README's sentence on the archive workloads' comparisons is missing or reworded"
+    found = re.search(rf"{label}'s? (is undecided|ended \w+) after (\w+): ([+-]\d+\.\d\d) points, repeated CI "
+                      r"\[([+-]\d+\.\d\d), ([+-]\d+\.\d\d)\](?: \(ssc won (\d+) of (\d+)\))?", text)
+    assert found, f"the README's word on {label}'s comparison is missing or reworded"
+    low_n, high_n = design.groups()
+    state, looks, mean, low, high, wins, of = found.groups()
+    (folder,) = (ROOT / "docs" / "runs" / workload / "compare-replicates").iterdir()
+    records = sorted((results.load(p, results.ReplicateRecord) for p in folder.glob("replicate-*.json")),
+                     key=lambda r: r.index)
     assert [r.index for r in records] == list(range(len(records)))
-    opts = RunOptions(workload="ucr-crop", storage=None, spec_file=None, out=Path("unused"), device=None,
+    opts = RunOptions(workload=workload, storage=None, spec_file=None, out=Path("unused"), device=None,
                       threads=None, workers=None, cpu_kernels=None)
     spec = opts.spec(compare={"replicates": "auto", "min_replicates": int(low_n), "max_replicates": int(high_n)})
     finished = len(records) == int(high_n)
@@ -143,4 +148,4 @@ def test_the_readmes_crop_progress_is_the_committed_replicates_sequential_state(
     assert state == ("is undecided" if decided.decision is None else f"ended {decided.decision}")
     assert looks == {5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}[len(both)]
     assert (mean, low, high) == (_signed(decided.mean_diff), _signed(decided.rci_low), _signed(decided.rci_high))
-    assert wins is None or int(wins) == int((diffs > 0).sum())
+    assert wins is None or (int(wins), int(of)) == (int((diffs > 0).sum()), len(both))
