@@ -1,7 +1,7 @@
 """Workers sharing one study: throughput, the database's cost per trial and round, and a model for N machines.
 
 Run with ``make bench-workers`` (a throwaway PostgreSQL is started for it; ``--tiny`` is the size
-the suite runs). Three measurements, all in one invocation, and ``results/bench-workers.json``:
+the suite runs, on 1500 samples). Three measurements, all in one invocation, and ``results/bench-workers.json``:
 
 1. Throughput: one tuning study (ssc; trials in rounds of ``round``) run to completion by
    1 process on SQLite, 1 process on PostgreSQL, 2 processes on PostgreSQL (1 intra-op thread
@@ -31,8 +31,10 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SIZES = {"default": {"trials": 20, "epochs": 3, "round": 5, "repeats": 3},
-         "tiny": {"trials": 4, "epochs": 1, "round": 2, "repeats": 1}}
+# The default size trains on the protocol's data; the tiny one (a check that the benchmark runs) on 1500 samples.
+SIZES = {"default": {"trials": 20, "epochs": 3, "round": 5, "repeats": 3, "data": {}},
+         "tiny": {"trials": 4, "epochs": 1, "round": 2, "repeats": 1,
+                  "data": {"num_samples": 1500, "validation_size": 200}}}
 CLI = [sys.executable, "-m", "sscbench.cli"]
 
 
@@ -50,6 +52,10 @@ def run_config(name: str, url: str | None, cfg: dict, work: Path) -> float:
     base = ["tune", "ssc", "--trials", str(cfg["trials"]), "--epochs", str(cfg["epochs"]),
             "--round-size", str(cfg["round"]), "--study-name", "bench"]
     out = work / uuid.uuid4().hex[:8]
+    if cfg["data"]:
+        spec = work / "data.toml"
+        spec.write_text("[data]\n" + "".join(f"{key} = {value}\n" for key, value in cfg["data"].items()))
+        base += ["--spec", str(spec)]
     procs, env = [], dict(os.environ)
     if name == "2 processes, PostgreSQL":
         env |= {"OMP_NUM_THREADS": "1"}
@@ -80,7 +86,7 @@ def database_cost(url: str, cfg: dict) -> dict:
     from sscbench.spec import build_spec
     from sscbench.stages import storage, tuning
 
-    spec = build_spec(overrides={"tune": {"trials": cfg["trials"], "round_size": cfg["round"]}})
+    spec = build_spec(overrides={"tune": {"trials": cfg["trials"], "round_size": cfg["round"]}, "data": cfg["data"]})
     opened = storage.open_storage(url, spec.storage)
     counts = {"statements": 0, "seconds": 0.0, "lock_seconds": 0.0}
     starts: list[float] = []

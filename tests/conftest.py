@@ -27,6 +27,12 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+#: A spec file's data section for real-process tests whose point is not the numbers (signals, workers sharing a
+#: storage, resumption): 1500 samples instead of the protocol's 10000, so training costs little beside the
+#: processes' start-up.
+SMALL_DATA = "[data]\nnum_samples = 1500\nvalidation_size = 200\n"
+
+
 @pytest.fixture(scope="session")
 def dataset():
     from sscbench import data

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import invoke, ok
+from conftest import SMALL_DATA, invoke, ok
 
 from sscbench import files
 from sscbench.output import results
@@ -268,10 +268,12 @@ def test_check_plugin_passes_for_builtins_and_refuses_unknown_names():
 
 def test_every_builtin_plugin_end_to_end(tmp_path):
     arms = "baseline,ssc,gradnorm,spatial,jacobian,labelsmooth"
-    ok("reproduce", "--arms", arms, "--trials", 1, "--tune-epochs", 1, "--seeds", 2, "--epochs", 1, "--out", tmp_path)
+    small = ("--spec", write(tmp_path, SMALL_DATA))
+    ok("reproduce", "--arms", arms, *small, "--trials", 1, "--tune-epochs", 1, "--seeds", 2, "--epochs", 1,
+       "--out", tmp_path)
     for plugin in arms.split(","):
         assert (tmp_path / f"tune-{plugin}.json").exists()
-    ok("evaluate", "--arms", arms, "--seeds", 2, "--epochs", 1, "--out", tmp_path)
+    ok("evaluate", "--arms", arms, *small, "--seeds", 2, "--epochs", 1, "--out", tmp_path)
     result = results.load(tmp_path / "evaluate.json", EvaluateResult)
     assert [a.name for a in result.arms] == arms.split(",")
     assert [c.arm for c in result.comparisons] == arms.split(",")[1:]

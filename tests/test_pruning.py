@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from conftest import invoke, ok
+from conftest import SMALL_DATA, invoke, ok
 from optuna.trial import TrialState
 from test_workers import PG, finish, needs_pg, spawn, trials_of  # noqa: F401
 
@@ -24,6 +24,13 @@ WIDTHS = [40, 32, 32, 10]
 @pytest.fixture(scope="module")
 def small(dataset) -> Split:
     return Split(dataset.train.x[:256], dataset.train.y[:256])
+
+
+def small_data(tmp_path) -> tuple[str, object]:
+    """``--spec`` and a spec file of small data, for the end-to-end studies below."""
+    spec = tmp_path / "data.toml"
+    spec.write_text(SMALL_DATA)
+    return "--spec", spec
 
 
 def _members():
@@ -73,7 +80,8 @@ def test_without_a_pruner_nothing_is_compacted(small):
 
 @pytest.mark.parametrize("pruner", ["median", "hyperband"])
 def test_a_pruned_study_ends_with_exactly_the_requested_finished_trials(tmp_path, pruner):
-    ok("tune", "ssc", "--pruner", pruner, "--trials", 16, "--epochs", 4, "--round-size", 4, "--out", tmp_path)
+    ok("tune", "ssc", "--pruner", pruner, "--trials", 16, "--epochs", 4, "--round-size", 4, *small_data(tmp_path),
+       "--out", tmp_path)
     result = results.load(tmp_path / "tune-ssc.json", TuneResult)
     trials = result.studies[0].trials
     states = [t.state for t in trials]
@@ -93,7 +101,8 @@ def test_a_pruned_study_ends_with_exactly_the_requested_finished_trials(tmp_path
 
 
 def test_resume_with_pruned_trials_present_ends_as_an_uninterrupted_study(tmp_path, monkeypatch):
-    args = ("tune", "ssc", "--pruner", "hyperband", "--trials", 12, "--epochs", 4, "--round-size", 4)
+    args = ("tune", "ssc", "--pruner", "hyperband", "--trials", 12, "--epochs", 4, "--round-size", 4,
+            *small_data(tmp_path))
     ok(*args, "--out", tmp_path / "whole")
     whole = results.load(tmp_path / "whole" / "tune-ssc.json", TuneResult).studies[0].trials
     assert any(t.state == "PRUNED" for t in whole[:8])
@@ -129,7 +138,7 @@ def test_the_default_has_no_pruner_and_trains_every_epoch(tmp_path):
 
 def test_compare_reports_each_arms_tuning_budget(tmp_path):
     ok("compare", "--pruner", "hyperband", "--replicates", 2, "--trials", 6, "--tune-epochs", 3, "--seeds", 2,
-       "--epochs", 1, "--out", tmp_path)
+       "--epochs", 1, *small_data(tmp_path), "--out", tmp_path)
     result = results.load(tmp_path / "compare.json", CompareResult)
     assert [b.regularizer for b in result.tuning_budgets] == ["baseline", "ssc"]
     for b in result.tuning_budgets:
@@ -158,7 +167,8 @@ def test_the_budget_note_says_when_arms_were_not_tuned_alike():
 @needs_pg
 def test_workers_sharing_a_pruned_study_finish_it_exactly(tmp_path, pg_url):  # noqa: F811
     procs = [spawn("tune", "ssc", "--pruner", "hyperband", "--trials", 10, "--epochs", 3, "--round-size", 2,
-                   "--storage", pg_url, "--study-name", "pruned", "--out", tmp_path / f"w{k}", cwd=tmp_path)
+                   "--storage", pg_url, "--study-name", "pruned", "--out", tmp_path / f"w{k}", cwd=tmp_path,
+                   spec=SMALL_DATA)
              for k in range(2)]
     for p in procs:
         finish(p)

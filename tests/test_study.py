@@ -8,7 +8,7 @@ import os
 import signal
 
 import pytest
-from conftest import invoke, ok, once
+from conftest import SMALL_DATA, invoke, ok, once
 from test_compare_sequential import spec_of
 from test_reliability import run, start, wait_for
 from test_workers import finish, needs_pg, spawn
@@ -19,7 +19,7 @@ from sscbench.output.results import CompareResult, StudyResult
 from sscbench.stages import study as study_mod
 
 #: Small data: a study here is many complete protocol runs.
-DATA = "[data]\nnum_samples = 1500\nvalidation_size = 200\n"
+DATA = SMALL_DATA
 #: baseline, its twin (equivalent at the first look) and an arm that cannot learn (worse at the first look)
 FIXED = DATA + spec_of("baseline", "twin", "frozen")
 SIZES = ("--seeds", 2, "--epochs", 4, "--min-replicates", 3, "--max-replicates", 4)

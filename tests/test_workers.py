@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import SMALL_DATA
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -55,7 +56,8 @@ def trials_of(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
 @needs_pg
 def test_three_workers_finish_one_study_with_exactly_the_requested_count(tmp_path, pg_url):
     procs = [spawn("tune", "baseline", "--trials", 7, "--epochs", 1, "--round-size", 2, "--storage", pg_url,
-                   "--study-name", "shared", "--out", tmp_path / f"w{k}", cwd=tmp_path) for k in range(3)]
+                   "--study-name", "shared", "--out", tmp_path / f"w{k}", cwd=tmp_path, spec=SMALL_DATA)
+             for k in range(3)]
     for p in procs:
         finish(p)
     trials = trials_of(pg_url, "shared")
@@ -104,7 +106,7 @@ def test_a_killed_workers_trials_are_retried_with_the_same_parameters(tmp_path, 
     assert sum(t.state == "COMPLETE" for t in record.trials) == 6
 
 
-SPEC_ARMS = """
+SPEC_ARMS = SMALL_DATA + """
 [[evaluate.arms]]
 name = "baseline"
 regularizer = "baseline"
@@ -143,8 +145,9 @@ def test_an_evaluation_shared_by_two_workers_equals_one_process(tmp_path, pg_url
 @needs_pg
 def test_two_workers_of_a_tiny_compare_give_one_processs_statistics(tmp_path, pg_url):
     args = ("compare", "--replicates", 2, "--seeds", 2, "--trials", 2, "--tune-epochs", 1, "--epochs", 1)
-    alone = spawn(*args, "--out", tmp_path / "alone", cwd=tmp_path)  # its own SQLite, alongside
-    pair = [spawn(*args, "--storage", pg_url, "--out", tmp_path / f"w{k}", cwd=tmp_path) for k in range(2)]
+    alone = spawn(*args, "--out", tmp_path / "alone", cwd=tmp_path, spec=SMALL_DATA)  # its own SQLite, alongside
+    pair = [spawn(*args, "--storage", pg_url, "--out", tmp_path / f"w{k}", cwd=tmp_path, spec=SMALL_DATA)
+            for k in range(2)]
     for p in [alone, *pair]:
         finish(p)
     expected = results.load(tmp_path / "alone" / "compare.json", CompareResult)
@@ -160,7 +163,7 @@ def test_two_processes_of_a_sequential_compare_reach_one_processs_decisions(tmp_
     from test_compare_sequential import spec_of
 
     spec = tmp_path / "spec.toml"
-    spec.write_text(spec_of("baseline", "twin", "ssc"))
+    spec.write_text(SMALL_DATA + spec_of("baseline", "twin", "ssc"))
     args = ("compare", "--spec", spec, "--replicates", "auto", "--min-replicates", 3, "--max-replicates", 5,
             "--batch", 2, "--seeds", 2, "--epochs", 1)
     alone = spawn(*args, "--out", tmp_path / "alone", cwd=tmp_path)  # its own SQLite, alongside
