@@ -124,9 +124,7 @@ def test_the_readmes_word_on_a_replicated_archive_comparison_is_the_committed_re
     """The README's word on an archive workload's comparison (its verdict or that it is undecided, the looks, the
     mean, the repeated CI, ssc's wins) is what the sequential rule gives over the committed replicates, under the
     settings of the command it names."""
-    from sscbench.cli import RunOptions
-    from sscbench.output import results
-    from sscbench.stages import compare
+    from test_runs_docs import WORDS, committed_comparison
 
     text = " ".join((ROOT / "README.md").read_text().split())
     design = re.search(r"Baseline against ssc, replicated \(`--replicates auto`, (\d+) to (\d+) replicates\)", text)
@@ -136,16 +134,8 @@ def test_the_readmes_word_on_a_replicated_archive_comparison_is_the_committed_re
     assert found, f"the README's word on {label}'s comparison is missing or reworded"
     low_n, high_n = design.groups()
     state, looks, mean, low, high, wins, of = found.groups()
-    (folder,) = (ROOT / "docs" / "runs" / workload / "compare-replicates").iterdir()
-    records = sorted((results.load(p, results.ReplicateRecord) for p in folder.glob("replicate-*.json")),
-                     key=lambda r: r.index)
-    assert [r.index for r in records] == list(range(len(records)))
-    opts = RunOptions(workload=workload, storage=None, spec_file=None, out=Path("unused"), device=None,
-                      threads=None, workers=None, cpu_kernels=None)
-    spec = opts.spec(compare={"replicates": "auto", "min_replicates": int(low_n), "max_replicates": int(high_n)})
-    finished = len(records) == int(high_n)
-    decided, both, diffs = compare.sequential_state(spec, records, "baseline", "ssc", 1, finished)
+    _, decided, both, diffs = committed_comparison(workload, int(low_n), int(high_n))
     assert state == ("is undecided" if decided.decision is None else f"ended {decided.decision}")
-    assert looks == {5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}[len(both)]
+    assert len(both) >= 5 and looks == WORDS[len(both)]
     assert (mean, low, high) == (_signed(decided.mean_diff), _signed(decided.rci_low), _signed(decided.rci_high))
     assert wins is None or (int(wins), int(of)) == (int((diffs > 0).sum()), len(both))

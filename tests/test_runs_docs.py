@@ -28,10 +28,12 @@ def _design(text: str) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
-def expected_tables(workload: str, low: int, high: int) -> str:
-    """The markdown the committed records of ``workload``'s comparison give (replicates, then looks)."""
+def committed_comparison(workload: str, low: int, high: int):
+    """The committed replicate records of ``workload``'s comparison of ssc with baseline, in index order, and
+    the sequential rule's state over them under a ``low``..``high`` design: (records, decision, the replicates
+    that trained both arms, their differences)."""
     from sscbench.cli import RunOptions
-    from sscbench.output import render, results
+    from sscbench.output import results
     from sscbench.stages import compare
 
     (folder,) = (ROOT / "docs" / "runs" / workload / "compare-replicates").iterdir()
@@ -41,7 +43,14 @@ def expected_tables(workload: str, low: int, high: int) -> str:
     opts = RunOptions(workload=workload, storage=None, spec_file=None, out=Path("unused"), device=None,
                       threads=None, workers=None, cpu_kernels=None)
     spec = opts.spec(compare={"replicates": "auto", "min_replicates": low, "max_replicates": high})
-    decided, both, diffs = compare.sequential_state(spec, records, "baseline", "ssc", 1, len(records) == high)
+    return records, *compare.sequential_state(spec, records, "baseline", "ssc", 1, len(records) == high)
+
+
+def expected_tables(workload: str, low: int, high: int) -> str:
+    """The markdown the committed records of ``workload``'s comparison give (replicates, then looks)."""
+    from sscbench.output import render
+
+    records, decided, both, diffs = committed_comparison(workload, low, high)
     assert [r.index for r in both] == [r.index for r in records], "every replicate trained both arms"
     lines = ["| replicate | test data | baseline | ssc | ssc \u2212 baseline | CPU |", "|---|---|---|---|---|---|"]
     for record, diff in zip(records, diffs, strict=True):
