@@ -33,6 +33,13 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 SMALL_DATA = "[data]\nnum_samples = 1500\nvalidation_size = 200\n"
 
 
+def small_data(folder: Path) -> tuple[str, Path]:
+    """``--spec`` and a spec file in ``folder`` holding only ``SMALL_DATA``, to put before a command's options."""
+    spec = folder / "small-data.toml"
+    spec.write_text(SMALL_DATA)
+    return "--spec", spec
+
+
 @pytest.fixture(scope="session")
 def dataset():
     from sscbench import data

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from conftest import SMALL_DATA, invoke, ok
+from conftest import invoke, ok, small_data
 
 from sscbench import files
 from sscbench.output import results
@@ -268,7 +268,7 @@ def test_check_plugin_passes_for_builtins_and_refuses_unknown_names():
 
 def test_every_builtin_plugin_end_to_end(tmp_path):
     arms = "baseline,ssc,gradnorm,spatial,jacobian,labelsmooth"
-    small = ("--spec", write(tmp_path, SMALL_DATA))
+    small = small_data(tmp_path)
     ok("reproduce", "--arms", arms, *small, "--trials", 1, "--tune-epochs", 1, "--seeds", 2, "--epochs", 1,
        "--out", tmp_path)
     for plugin in arms.split(","):

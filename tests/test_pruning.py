@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from conftest import SMALL_DATA, invoke, ok
+from conftest import SMALL_DATA, invoke, ok, small_data
 from optuna.trial import TrialState
 from test_workers import PG, finish, needs_pg, spawn, trials_of  # noqa: F401
 
@@ -24,13 +24,6 @@ WIDTHS = [40, 32, 32, 10]
 @pytest.fixture(scope="module")
 def small(dataset) -> Split:
     return Split(dataset.train.x[:256], dataset.train.y[:256])
-
-
-def small_data(tmp_path) -> tuple[str, object]:
-    """``--spec`` and a spec file of small data, for the end-to-end studies below."""
-    spec = tmp_path / "data.toml"
-    spec.write_text(SMALL_DATA)
-    return "--spec", spec
 
 
 def _members():

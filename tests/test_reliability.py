@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import torch
-from conftest import SMALL_DATA
+from conftest import small_data
 from optuna.trial import TrialState
 from sqlalchemy.exc import SQLAlchemyError
 from typer.testing import CliRunner
@@ -124,9 +124,7 @@ def test_sigterm_during_evaluate_keeps_finished_units_and_the_rerun_matches(tmp_
 
 
 def test_sigint_during_compare_keeps_finished_replicates_and_the_rerun_matches(tmp_path):
-    spec = tmp_path / "spec.toml"
-    spec.write_text(SMALL_DATA)
-    args = ("compare", "--spec", spec, "--replicates", 2, "--seeds", 2, "--trials", 6, "--tune-epochs", 2,
+    args = ("compare", *small_data(tmp_path), "--replicates", 2, "--seeds", 2, "--trials", 6, "--tune-epochs", 2,
             "--epochs", 3)
     whole_run = start(*args, "--out", tmp_path / "whole", cwd=tmp_path)  # the uninterrupted run, alongside
     proc = start(*args, "--out", tmp_path / "cut", cwd=tmp_path)

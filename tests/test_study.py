@@ -18,10 +18,9 @@ from sscbench.output import render, results
 from sscbench.output.results import CompareResult, StudyResult
 from sscbench.stages import study as study_mod
 
-#: Small data: a study here is many complete protocol runs.
-DATA = SMALL_DATA
-#: baseline, its twin (equivalent at the first look) and an arm that cannot learn (worse at the first look)
-FIXED = DATA + spec_of("baseline", "twin", "frozen")
+#: baseline, its twin (equivalent at the first look) and an arm that cannot learn (worse at the first look), on
+#: small data: a study here is many complete protocol runs
+FIXED = SMALL_DATA + spec_of("baseline", "twin", "frozen")
 SIZES = ("--seeds", 2, "--epochs", 4, "--min-replicates", 3, "--max-replicates", 4)
 TWO = ("--workloads", "mnist1d-mlp,mnist1d-cnn")
 
@@ -203,7 +202,7 @@ def test_the_markdown_matrix_has_a_row_per_arm_and_a_column_per_workload(fixed):
 def tuned(tmp_path_factory):
     """The tiny study of the issue's check: baseline, ssc and gradnorm, tuned, on two workloads, and its page."""
     def make(root):
-        (root / "spec.toml").write_text(DATA)
+        (root / "spec.toml").write_text(SMALL_DATA)
         output = ok("study", "--spec", root / "spec.toml", "--arms", "baseline,ssc,gradnorm", *TWO, "--trials", 2,
                     "--tune-epochs", 1, "--seeds", 2, "--epochs", 1, "--min-replicates", 2, "--max-replicates", 2,
                     "--out", root / "out").output

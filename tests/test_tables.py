@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from conftest import SMALL_DATA, ok
+from conftest import ok, small_data
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -27,8 +27,7 @@ TINY = ["--trials", "2", "--tune-epochs", "1", "--seeds", "2", "--epochs", "1"]
 @pytest.fixture
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("tables")
-    (out / "data.toml").write_text(SMALL_DATA)
-    small = ("--spec", out / "data.toml")
+    small = small_data(out)
     ok("reproduce", *TINY, *small, "--arms", "baseline,labelsmooth", "--ablations", "--out", out / "run")
     ok("compare", *TINY, *small, "--replicates", "2", "--workloads", "mnist1d-mlp,mnist1d-shuffled",
        "--out", out / "w")
