@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-LINT := $(wildcard sscbench plugins tests benchmarks)
+LINT := $(wildcard sscbench plugins tests benchmarks tools)
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install test lint fuzz bench bench-tiny bench-workers bench-sequential reproduce study clean
