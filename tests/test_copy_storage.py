@@ -83,26 +83,30 @@ def test_a_name_the_destination_holds_refuses_the_copy_and_writes_nothing(tmp_pa
     assert trials_in(destination).keys() == before.keys() == {"b"}
 
 
-@pytest.mark.parametrize("interruption", [KeyboardInterrupt, OSError("disk full")])
-def test_a_copy_cut_part_way_leaves_the_destination_as_it_was(tmp_path, monkeypatch, capsys, interruption):
+@pytest.mark.parametrize("fresh", [True, False], ids=["new file", "file holding another study"])
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, OSError("disk full")], ids=["ctrl-c", "error"])
+def test_a_copy_cut_part_way_leaves_the_destination_as_it_was(tmp_path, monkeypatch, capsys, interruption, fresh):
     source = a_storage(tmp_path / "from.db")
-    destination = sqlite_url(tmp_path / "to.db")
+    destination = sqlite_url(tmp_path / "to.db") if fresh else a_storage(tmp_path / "to.db", names=("c",))
+    before = None if fresh else trials_in(destination)
     real = optuna.copy_study
     calls = []
 
     def cut_at_the_second(**kw):
         calls.append(kw["from_study_name"])
-        if len(calls) == 2:
-            real(**kw)  # the second study is written, then the copy is cut
-            raise interruption
         real(**kw)
+        if len(calls) == 2:  # the second study is written, then the copy is cut
+            raise interruption
 
     monkeypatch.setattr(optuna, "copy_study", cut_at_the_second)
     code = copy_storage.main([source, destination])
     err = capsys.readouterr().err
-    assert code == (130 if interruption is KeyboardInterrupt else 1)
+    assert code == (130 if interruption is KeyboardInterrupt else 1) and calls == ["a", "b"]
     assert "the destination holds none of the studies" in err and "Traceback" not in err
-    assert trials_in(destination) == {}
+    if fresh:
+        assert not (tmp_path / "to.db").exists()  # the file the copy created is gone
+    else:
+        assert trials_in(destination) == before  # its own study kept, the copied ones deleted
     assert set(trials_in(source)) == {"a", "b"}  # the source is untouched
 
 
@@ -119,7 +123,7 @@ def test_a_sqlite_study_another_process_works_on_is_refused(tmp_path, capsys):
         holder.communicate("", timeout=60)
     err = capsys.readouterr().err
     assert "study 'b'" in err and "in use by another sscbench process" in err
-    assert trials_in(sqlite_url(tmp_path / "to.db")) == {}
+    assert not (tmp_path / "to.db").exists()
 
 
 def test_bad_pairs_are_refused_in_one_line(tmp_path, capsys):
@@ -149,7 +153,7 @@ def test_a_postgresql_study_with_a_live_worker_is_refused(tmp_path, pg_url):
     optuna.storages.RDBStorage(pg_url).record_heartbeat(trial._trial_id)  # a worker training it now
     with pytest.raises(copy_storage.CopyError, match="1 trial\\(s\\) a live worker is training"):
         copy_storage.copy_storage(pg_url, sqlite_url(tmp_path / "to.db"))
-    assert trials_in(sqlite_url(tmp_path / "to.db")) == {}
+    assert not (tmp_path / "to.db").exists()
 
 
 @needs_pg

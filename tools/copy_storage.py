@@ -4,19 +4,18 @@ more workers can join it, or a PostgreSQL run is backed up into a SQLite file.
 Usage: python tools/copy_storage.py FROM_URL TO_URL
 
 Every study (tuning trials, evaluation units, the sampler's saved state, the jobs workers serve) is copied
-trial by trial, in order, so trial numbers are kept, then read back and compared. All or nothing: a study
-name the destination already holds refuses the copy before anything is written, and a failure or Ctrl-C
-part-way deletes what was copied. The source must be idle: a SQLite study another process works on is
-refused (its lock), and so is a PostgreSQL study with a trial whose worker beat within the grace period.
-A trial left RUNNING by a stopped process is copied as it is. On SQLite the next run trains it again under
-its own number; on PostgreSQL it is failed and trained again as a retry under a new number, as a dead
-worker's trial is: the same parameters and the same results, and records name the new number.
+trial by trial, in order, so trial numbers are kept, then read back and compared. All or nothing: a study name
+the destination already holds refuses the copy before anything is written, and a failure or Ctrl-C part-way
+deletes what was copied (and a SQLite file the copy created). The source must be idle: a SQLite study another
+process works on is refused (its lock), and so is a PostgreSQL study with a trial whose worker beat within the
+grace period. A trial left RUNNING by a stopped process is copied as it is. On SQLite the next run trains it
+again under its own number; on PostgreSQL it is failed and trained again as a retry under a new number, as a
+dead worker's trial is: the same parameters and the same results, and records name the new number.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import timedelta
 
@@ -24,7 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sscbench.redact import mask
-from sscbench.stages.storage import Storage, StorageError, normalise, open_storage, uninterrupted
+from sscbench.stages.storage import Storage, StorageError, normalise, open_storage, sqlite_path, uninterrupted
 
 
 class CopyError(RuntimeError):
@@ -61,24 +60,37 @@ def _same(a: FrozenTrial, b: FrozenTrial) -> bool:
          b.intermediate_values, b.datetime_start, b.datetime_complete)
 
 
-def _check_copy(source: Storage, destination: Storage, name: str) -> None:
+def _check_copy(source: Storage, destination: Storage, name: str) -> int:
+    """The trials of the copied study, once it reads back as its source does."""
     before = optuna.load_study(study_name=name, storage=source.rdb)
     after = optuna.load_study(study_name=name, storage=destination.rdb)
     old, new = before.get_trials(deepcopy=False), after.get_trials(deepcopy=False)
     if before.user_attrs != after.user_attrs or len(old) != len(new) or \
             not all(_same(a, b) for a, b in zip(old, new, strict=True)):
         raise CopyError(f"study '{name}' reads back differently from {destination.masked}")
+    return len(new)
 
 
-def copy_storage(from_url: str, to_url: str,
-                 on_study: Callable[[str, int], None] | None = None) -> list[tuple[str, int]]:
+def copy_storage(from_url: str, to_url: str) -> list[tuple[str, int]]:
     """Copy every study of ``from_url`` into ``to_url``; returns (name, trials) per study copied."""
     if normalise(from_url) == normalise(to_url):
         raise CopyError(f"{mask(from_url)!r} is both the source and the destination")
-    source, destination = open_storage(from_url), open_storage(to_url)
+    source = open_storage(from_url)
     names = study_names(source)
     if not names:
         raise CopyError(f"{source.masked} holds no study: nothing to copy")
+    path = sqlite_path(normalise(to_url))
+    fresh = path is not None and not path.exists()  # a SQLite file this copy creates: removed if it fails
+    try:
+        return _copy(source, open_storage(to_url), names)
+    except BaseException:
+        if fresh:
+            for leftover in (path, path.with_name(path.name + ".lock")):
+                leftover.unlink(missing_ok=True)
+        raise
+
+
+def _copy(source: Storage, destination: Storage, names: list[str]) -> list[tuple[str, int]]:
     clash = sorted(set(names) & set(study_names(destination)))
     if clash:
         more = f" (and {len(clash) - 1} more)" if len(clash) > 1 else ""
@@ -95,11 +107,7 @@ def copy_storage(from_url: str, to_url: str,
         try:
             for name in names:
                 optuna.copy_study(from_study_name=name, from_storage=source.rdb, to_storage=destination.rdb)
-                _check_copy(source, destination, name)
-                count = len(optuna.load_study(study_name=name, storage=destination.rdb).trials)
-                copied.append((name, count))
-                if on_study:
-                    on_study(name, count)
+                copied.append((name, _check_copy(source, destination, name)))
         except BaseException:
             with uninterrupted():  # the destination is left as it was, even on a second Ctrl-C
                 for name in names:
