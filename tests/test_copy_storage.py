@@ -154,6 +154,11 @@ def test_a_postgresql_study_with_a_live_worker_is_refused(tmp_path, pg_url):
     with pytest.raises(copy_storage.CopyError, match="1 trial\\(s\\) a live worker is training"):
         copy_storage.copy_storage(pg_url, sqlite_url(tmp_path / "to.db"))
     assert not (tmp_path / "to.db").exists()
+    import psycopg  # the worker died two minutes ago: its trial is stale, and the copy goes ahead
+
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
+        conn.execute("UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '2 minutes'")
+    assert copy_storage.copy_storage(pg_url, sqlite_url(tmp_path / "to.db")) == [("live", 1)]
 
 
 @needs_pg
