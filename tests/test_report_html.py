@@ -82,6 +82,25 @@ def test_every_kind_of_results_folder_gets_a_self_contained_page(kind, tmp_path)
     assert not OUTSIDE.search(page) and "<table>" in page and '<section id="provenance">' in page
     if kind != "tune":
         assert "data:image/png;base64," in page
+    if kind == "compare":  # every replicate, with the data it drew
+        assert "<td>0</td><td>drawn, data seed 42</td>" in page and "<td>1</td><td>drawn, data seed 43</td>" in page
+
+
+def test_an_archive_comparison_says_which_replicate_is_the_archives_split(tmp_path):
+    """On the committed Crop comparison: replicate 0 is the archive's own split, the rest resamples, in the
+    page's table of replicates and in the terminal's caption."""
+    from pathlib import Path
+
+    crop = Path(__file__).resolve().parent.parent / "docs" / "runs" / "ucr-crop" / "compare.json"
+    (tmp_path / "compare.json").write_bytes(crop.read_bytes())
+    shown = ok("report", "--html", "--out", tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert "<td>0</td><td>the archive&#39;s split</td><td>65.88%</td><td>66.39%</td><td>+0.51</td>" in page
+    assert "<td>9</td><td>resample, data seed 51</td><td>66.26%</td><td>66.47%</td><td>+0.21</td>" in page
+    assert "drawn, data seed" not in page
+    caption = " ".join(shown.output.split())
+    assert "Replicate 0: the archive's own split; replicate r > 0: a stratified resample, data seed 42 + r." \
+        in caption, caption
 
 
 def test_a_cell_the_plugin_cannot_run_reads_n_a_with_its_reason(tuned):  # noqa: F811

@@ -117,7 +117,8 @@ def _replicate_tables(result: CompareResult, arm: str) -> dict[str, Any]:
         theirs = next((a for a in rec.arms if a.name == ref), None)
         picks = {p.regularizer: p for p in rec.tuning}
         rows.append({
-            "index": rec.index, "data_seed": rec.data_seed, "trained": mine is not None,
+            "index": rec.index, "data": render.replicate_data(result, rec.index, rec.data_seed),
+            "trained": mine is not None,
             "params": render.fmt_params(mine.params) if mine else (render.fmt_params(picks[regs[arm]].params)
                                                                     if regs.get(arm) in picks else "-"),
             "ref_params": render.fmt_params(theirs.params) if theirs else "-",
@@ -200,6 +201,23 @@ def _comparison_rows(result: CompareResult) -> dict[str, Any]:
                  next((c.rule for c in result.comparisons if c.rule), "") or "")
 
 
+def _replicate_rows(result: CompareResult, caption: str = "") -> dict[str, Any]:
+    """Every replicate: the data it trained and tested on, each arm's score and the difference with the
+    reference ("-" where an arm was not trained: its comparisons had decided)."""
+    names = [a.name for a in result.arms]
+    diffs = [c.arm for c in result.comparisons]
+    rows = []
+    for rec in result.replicates:
+        scores = {a.name: a.score for a in rec.arms}
+        ref = scores.get(result.reference or "")
+        rows.append([str(rec.index), render.replicate_data(result, rec.index, rec.data_seed),
+                     *(pct(scores.get(n)) for n in names),
+                     *(points(scores[n] - ref) if scores.get(n) is not None and ref is not None else "-"
+                       for n in diffs)])
+    return _rows(["replicate", "data", *names, *(f"{n} − {result.reference}" for n in diffs)], rows,
+                 caption or f"every replicate: mean test accuracy over {result.spec.evaluate.seeds} seeds")
+
+
 def compare_page(result: CompareResult) -> str:
     arms = _rows(["arm", "mean score", "sd over replicates", "replicates"],
                  [[a.name, pct(a.mean), pct(a.std_ddof1), str(sum(s is not None for s in a.scores))]
@@ -208,13 +226,16 @@ def compare_page(result: CompareResult) -> str:
                     "per-replicate paired differences, probability of outperforming, tuned hyperparameters and "
                     "the sequential intervals of every arm against the reference")
     return _simple("compare", f"sscbench compare on {result.spec.workload.name}", figure,
-                   [arms, _comparison_rows(result)], [_provenance_rows("compare", result.provenance, result)],
+                   [arms, _comparison_rows(result), _replicate_rows(result)],
+                   [_provenance_rows("compare", result.provenance, result)],
                    [_method(result)])
 
 
 def workloads_page(result: WorkloadsCompareResult) -> str:
-    tables = [dict(_comparison_rows(r), caption=f"{w}: " + _comparison_rows(r)["caption"])
-              for w, r in zip(result.workloads, result.results, strict=True)]
+    tables = [table for w, r in zip(result.workloads, result.results, strict=True)
+              for table in (dict(_comparison_rows(r), caption=f"{w}: " + _comparison_rows(r)["caption"]),
+                            _replicate_rows(r, f"{w}: every replicate, mean test accuracy over "
+                                               f"{r.spec.evaluate.seeds} seeds"))]
     figure = Figure(_data_uri(plot.png(plot.workloads_figure(result))),
                     "per-replicate paired differences of every arm, one panel per workload")
     return _simple("compare", "sscbench compare over workloads", figure, tables,

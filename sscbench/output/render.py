@@ -287,12 +287,23 @@ def replicates_table(result: CompareResult) -> Table:
             table.add_row("mean", escape(n), f"{pct(means[n].mean)} (sd {pct(means[n].std_ddof1)})",
                           f"{100 * mean_diff[n]:+.2f}" if n in mean_diff else "")
     below = f", under each score its difference with '{escape(result.reference)}'" if result.reference else ""
-    table.caption = (f"Replicate r: data seed {result.spec.data.seed} + r, sampler seed "
+    data = (f"Replicate 0: the archive's own split; replicate r > 0: a stratified resample, data seed "
+            f"{result.spec.data.seed} + r. Replicate r: " if result.resampled
+            else f"Replicate r: data seed {result.spec.data.seed} + r, ")
+    table.caption = (f"{data}sampler seed "
                      f"{result.spec.tune.sampler_seed} + r, model seeds rN..rN+N-1 (N = {result.spec.evaluate.seeds})"
                      f"{below if wide else ''}."
                      + (" -: not trained (every comparison needing the arm had decided)."
                         if any(rec.not_trained for rec in result.replicates) else "") + _diverged(result))
     return _fit(table)
+
+
+def replicate_data(result: CompareResult, index: int, data_seed: int) -> str:
+    """Which data replicate ``index`` trained and tested on: the archive's own split (replicate 0 of an
+    archive workload), a resample of the archive, or a new draw, with its data seed."""
+    if not result.resampled:
+        return f"drawn, data seed {data_seed}"
+    return "the archive's split" if index == 0 else f"resample, data seed {data_seed}"
 
 
 def _diverged(result: CompareResult) -> str:
