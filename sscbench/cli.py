@@ -588,6 +588,42 @@ def worker_cmd(
     console.print(f"served {len(served)} study(ies); nothing left to do in {opened.masked}")
 
 
+@app.command("copy-storage")
+def copy_storage_cmd(
+    from_url: Annotated[str, typer.Argument(metavar="FROM_URL", help="The storage to copy, left untouched.")],
+    to_url: Annotated[str, typer.Argument(metavar="TO_URL", help="The storage to copy into, holding none of "
+                                          "FROM_URL's study names (a SQLite file is made where none is).")],
+) -> None:
+    """Copy every study of one storage into another: move a run begun on SQLite to PostgreSQL, where workers join it.
+
+    Trial numbers and the sampler's state are kept, so the run resumes where it stopped.
+
+    Copied the other way, a PostgreSQL run is backed up into a SQLite file.
+
+    All or nothing: a failure or Ctrl-C part-way deletes what was copied. The source must be idle.
+
+    Example: sscbench copy-storage sqlite:///results/optuna.db postgresql+psycopg://user@db-host/sscbench
+    """
+    from sscbench.stages import transfer
+
+    none = "the destination holds none of the studies"
+    with refusals():
+        try:
+            copied = transfer.copy_storage(from_url, to_url)
+        except KeyboardInterrupt as exc:
+            name, code = ("SIGTERM", 143) if isinstance(exc, Terminated) else ("Ctrl-C", 130)
+            errors.print(f"[bold red]interrupted[/bold red] ({name}): {none}", highlight=False)
+            raise typer.Exit(code) from None
+        except (SQLAlchemyError, OSError) as exc:  # a database error part-way (a full disk, a lost server)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            errors.print(f"[bold red]storage error:[/bold red] {escape(redact.mask(first))}; {none}",
+                         highlight=False)
+            raise typer.Exit(1) from None
+    trials = sum(count for _, count in copied)
+    console.print(f"copied {len(copied)} studies ({trials} trials) from {transfer.shown(from_url)} to "
+                  f"{transfer.shown(to_url)}", highlight=False)
+
+
 @app.command("check-plugin")
 def check_plugin_cmd(
     name: Annotated[str, typer.Argument(help="Registered regularizer to check (see `sscbench plugins`).")],

@@ -1,4 +1,4 @@
-"""tools/copy_storage.py: a run begun on SQLite moves to PostgreSQL and finishes there, and every refusal.
+"""`sscbench copy-storage`: a run begun on SQLite moves to PostgreSQL and finishes there, and every refusal.
 
 The move is tested end to end with real processes: a comparison interrupted on SQLite, copied, and
 finished by two workers on PostgreSQL, against the same comparison run uninterrupted by one process.
@@ -6,7 +6,6 @@ finished by two workers on PostgreSQL, against the same comparison run uninterru
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import sqlite3
@@ -16,21 +15,17 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import SMALL_DATA
+from conftest import SMALL_DATA, invoke
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sscbench.output import results
 from sscbench.output.results import CompareResult
+from sscbench.stages import transfer
 from sscbench.stages.storage import StorageError
 
-ROOT = Path(__file__).resolve().parents[1]
-TOOL = ROOT / "tools" / "copy_storage.py"
 CLI = [sys.executable, "-m", "sscbench.cli"]
 ENV = os.environ | {"OMP_NUM_THREADS": "1"}
-spec_ = importlib.util.spec_from_file_location("copy_storage", TOOL)
-copy_storage = importlib.util.module_from_spec(spec_)
-spec_.loader.exec_module(copy_storage)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 needs_pg = pytest.mark.skipif("SSCBENCH_TEST_POSTGRES" not in os.environ,
                               reason="no PostgreSQL server: run the suite through `make test`")
@@ -61,7 +56,7 @@ def a_storage(path: Path, names: tuple[str, ...] = ("a", "b")) -> str:
 
 def test_a_copy_keeps_every_trial_in_order_with_its_attributes(tmp_path):
     source = a_storage(tmp_path / "from.db")
-    copied = copy_storage.copy_storage(source, sqlite_url(tmp_path / "to.db"))
+    copied = transfer.copy_storage(source, sqlite_url(tmp_path / "to.db"))
     assert copied == [("a", 4), ("b", 4)]
     before, after = trials_in(source), trials_in(sqlite_url(tmp_path / "to.db"))
     assert before.keys() == after.keys()
@@ -73,19 +68,20 @@ def test_a_copy_keeps_every_trial_in_order_with_its_attributes(tmp_path):
             {"sscbench_job": {"kind": "tune", "name": name}}
 
 
-def test_a_name_the_destination_holds_refuses_the_copy_and_writes_nothing(tmp_path, capsys):
+def test_a_name_the_destination_holds_refuses_the_copy_and_writes_nothing(tmp_path):
     source = a_storage(tmp_path / "from.db")
     destination = a_storage(tmp_path / "to.db", names=("b",))
     before = trials_in(destination)
-    assert copy_storage.main([source, destination]) == 2
-    err = capsys.readouterr().err
+    refused = invoke("copy-storage", source, destination)
+    err = refused.output
+    assert refused.exit_code == 2, err
     assert "already holds study 'b'" in err and "nothing copied" in err and len(err.strip().splitlines()) == 1
     assert trials_in(destination).keys() == before.keys() == {"b"}
 
 
 @pytest.mark.parametrize("fresh", [True, False], ids=["new file", "file holding another study"])
 @pytest.mark.parametrize("interruption", [KeyboardInterrupt, OSError("disk full")], ids=["ctrl-c", "error"])
-def test_a_copy_cut_part_way_leaves_the_destination_as_it_was(tmp_path, monkeypatch, capsys, interruption, fresh):
+def test_a_copy_cut_part_way_leaves_the_destination_as_it_was(tmp_path, monkeypatch, interruption, fresh):
     source = a_storage(tmp_path / "from.db")
     destination = sqlite_url(tmp_path / "to.db") if fresh else a_storage(tmp_path / "to.db", names=("c",))
     before = None if fresh else trials_in(destination)
@@ -99,8 +95,8 @@ def test_a_copy_cut_part_way_leaves_the_destination_as_it_was(tmp_path, monkeypa
             raise interruption
 
     monkeypatch.setattr(optuna, "copy_study", cut_at_the_second)
-    code = copy_storage.main([source, destination])
-    err = capsys.readouterr().err
+    cut = invoke("copy-storage", source, destination)
+    code, err = cut.exit_code, cut.output
     assert code == (130 if interruption is KeyboardInterrupt else 1) and calls == ["a", "b"]
     assert "the destination holds none of the studies" in err and "Traceback" not in err
     if fresh:
@@ -110,7 +106,7 @@ def test_a_copy_cut_part_way_leaves_the_destination_as_it_was(tmp_path, monkeypa
     assert set(trials_in(source)) == {"a", "b"}  # the source is untouched
 
 
-def test_a_sqlite_study_another_process_works_on_is_refused(tmp_path, capsys):
+def test_a_sqlite_study_another_process_works_on_is_refused(tmp_path):
     source = a_storage(tmp_path / "from.db")
     holder = subprocess.Popen(  # holds study 'b' the way a running sscbench process does (storage.lease)
         [sys.executable, "-c", "import sys\nfrom sscbench.stages.storage import open_storage\n"
@@ -118,32 +114,36 @@ def test_a_sqlite_study_another_process_works_on_is_refused(tmp_path, capsys):
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        assert copy_storage.main([source, sqlite_url(tmp_path / "to.db")]) == 2
+        refused = invoke("copy-storage", source, sqlite_url(tmp_path / "to.db"))
     finally:
         holder.communicate("", timeout=60)
-    err = capsys.readouterr().err
+    err = refused.output
+    assert refused.exit_code == 2, err
     assert "study 'b'" in err and "in use by another sscbench process" in err
     assert not (tmp_path / "to.db").exists()
 
 
-def test_bad_pairs_are_refused_in_one_line(tmp_path, capsys):
+def test_bad_pairs_are_refused_in_one_line(tmp_path):
     source = a_storage(tmp_path / "from.db")
     empty = sqlite_url(tmp_path / "empty.db")
     optuna.storages.RDBStorage(empty)  # a storage with the schema and no study
     cases = [
         ([source, source], "both the source and the destination"),
         ([empty, source], "holds no study: nothing to copy"),
+        ([sqlite_url(tmp_path / "missing.db"), sqlite_url(tmp_path / "to.db")], "no such SQLite file"),
         ([source, "postgresql+psycopg://user:s3cret@127.0.0.1:1/x"], "cannot be used"),
         ([source, "mysql://h/db"], "unknown scheme"),
-        ([source], "Usage: python tools/copy_storage.py FROM_URL TO_URL"),
+        ([source], "Missing argument 'TO_URL'"),
     ]
     for argv, needle in cases:
-        assert copy_storage.main(argv) == 2
-        err = capsys.readouterr().err
+        refused = invoke("copy-storage", *argv)
+        err = refused.output
+        assert refused.exit_code == 2, err
         assert needle in err, (argv, err)
         assert "s3cret" not in err and "Traceback" not in err
+    assert not (tmp_path / "missing.db").exists() and not (tmp_path / "to.db").exists()  # nothing made
     with pytest.raises(StorageError):
-        copy_storage.copy_storage(source, "postgresql+psycopg://user@127.0.0.1:1/x")
+        transfer.copy_storage(source, "postgresql+psycopg://user@127.0.0.1:1/x")
 
 
 @needs_pg
@@ -151,14 +151,14 @@ def test_a_postgresql_study_with_a_live_worker_is_refused(tmp_path, pg_url):
     study = optuna.create_study(study_name="live", storage=pg_url, direction="maximize")
     trial = study.ask()
     optuna.storages.RDBStorage(pg_url).record_heartbeat(trial._trial_id)  # a worker training it now
-    with pytest.raises(copy_storage.CopyError, match="1 trial\\(s\\) a live worker is training"):
-        copy_storage.copy_storage(pg_url, sqlite_url(tmp_path / "to.db"))
+    with pytest.raises(transfer.CopyError, match="1 trial\\(s\\) a live worker is training"):
+        transfer.copy_storage(pg_url, sqlite_url(tmp_path / "to.db"))
     assert not (tmp_path / "to.db").exists()
     import psycopg  # the worker died two minutes ago: its trial is stale, and the copy goes ahead
 
     with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
         conn.execute("UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '2 minutes'")
-    assert copy_storage.copy_storage(pg_url, sqlite_url(tmp_path / "to.db")) == [("live", 1)]
+    assert transfer.copy_storage(pg_url, sqlite_url(tmp_path / "to.db")) == [("live", 1)]
 
 
 @needs_pg
@@ -190,7 +190,7 @@ def test_a_comparison_moved_from_sqlite_to_postgresql_finishes_on_two_workers_as
     assert cut.returncode == 130, out
     assert any(t.state == TrialState.RUNNING for ts in trials_in(sqlite_url(db)).values() for t in ts)
 
-    moved = subprocess.run([sys.executable, str(TOOL), sqlite_url(db), pg_url], capture_output=True, text=True,
+    moved = subprocess.run([*CLI, "copy-storage", sqlite_url(db), pg_url], capture_output=True, text=True,
                            env=ENV)
     assert moved.returncode == 0 and moved.stdout.startswith("copied "), moved.stderr
     workers = [start("--storage", pg_url, "--out", tmp_path / "cut"), start("--storage", pg_url, "--out",
@@ -219,4 +219,4 @@ def test_a_comparison_moved_from_sqlite_to_postgresql_finishes_on_two_workers_as
     assert tuning_paths(pg_url) == tuning_paths(sqlite_url(tmp_path / "whole" / "optuna.db"))
 
     back = sqlite_url(tmp_path / "back.db")  # and back into a SQLite file, as a backup
-    assert [name for name, _ in copy_storage.copy_storage(pg_url, back)] == sorted(trials_in(pg_url))
+    assert [name for name, _ in transfer.copy_storage(pg_url, back)] == sorted(trials_in(pg_url))

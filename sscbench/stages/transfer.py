@@ -1,7 +1,5 @@
-"""Copy every study of one sscbench storage into another: a run begun on SQLite moves to PostgreSQL, where
-more workers can join it, or a PostgreSQL run is backed up into a SQLite file.
-
-Usage: python tools/copy_storage.py FROM_URL TO_URL
+"""Copy every study of one sscbench storage into another (``sscbench copy-storage``): a run begun on SQLite
+moves to PostgreSQL, where more workers can join it, or a PostgreSQL run is backed up into a SQLite file.
 
 Every study (tuning trials, evaluation units, the sampler's saved state, the jobs workers serve) is copied
 trial by trial, in order, so trial numbers are kept, then read back and compared. All or nothing: a study name
@@ -15,7 +13,6 @@ dead worker's trial is: the same parameters and the same results, and records na
 
 from __future__ import annotations
 
-import sys
 from contextlib import ExitStack
 from datetime import timedelta
 
@@ -26,8 +23,13 @@ from sscbench.redact import mask
 from sscbench.stages.storage import Storage, StorageError, normalise, open_storage, sqlite_path, uninterrupted
 
 
-class CopyError(RuntimeError):
+class CopyError(StorageError):
     """A copy that cannot be made; nothing was written."""
+
+
+def shown(url: str) -> str:
+    """A storage URL as messages show it: normalised, its password masked."""
+    return mask(normalise(url))
 
 
 def study_names(storage: Storage) -> list[str]:
@@ -75,6 +77,9 @@ def copy_storage(from_url: str, to_url: str) -> list[tuple[str, int]]:
     """Copy every study of ``from_url`` into ``to_url``; returns (name, trials) per study copied."""
     if normalise(from_url) == normalise(to_url):
         raise CopyError(f"{mask(from_url)!r} is both the source and the destination")
+    given = sqlite_path(normalise(from_url))
+    if given is not None and not given.is_file():  # opening it would make an empty database there
+        raise CopyError(f"{shown(from_url)}: no such SQLite file, nothing to copy")
     source = open_storage(from_url)
     names = study_names(source)
     if not names:
@@ -117,31 +122,3 @@ def _copy(source: Storage, destination: Storage, names: list[str]) -> list[tuple
                         pass
             raise
     return copied
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] in ("-h", "--help"):
-        print(__doc__.strip(), file=sys.stderr)
-        return 2
-    from_url, to_url = argv
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per copy, not one per study
-    try:
-        copied = copy_storage(from_url, to_url)
-    except KeyboardInterrupt:
-        print("copy-storage: interrupted; the destination holds none of the studies", file=sys.stderr)
-        return 130
-    except (CopyError, StorageError) as exc:
-        print(f"copy-storage: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a database error part-way (full disk, lost server): one line, nothing kept
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"copy-storage: {mask(first)}; the destination holds none of the studies", file=sys.stderr)
-        return 1
-    trials = sum(count for _, count in copied)
-    print(f"copied {len(copied)} studies ({trials} trials) from {mask(normalise(from_url))} "
-          f"to {mask(normalise(to_url))}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
