@@ -118,7 +118,8 @@ def test_the_readmes_crop_row_is_the_committed_comparisons_replicate_zero():
     assert cells[4].startswith(f"{_signed(arms['ssc'].mean() - arms['baseline'].mean())} [")
 
 
-@pytest.mark.parametrize(("workload", "label"), [("ucr-crop", "Crop"), ("ucr-electricdevices", "ElectricDevices")])
+@pytest.mark.parametrize(("workload", "label"), [("ucr-crop", "Crop"), ("ucr-electricdevices", "ElectricDevices"),
+                                                 ("ucr-forda", "FordA")])
 def test_the_readmes_word_on_a_replicated_archive_comparison_is_the_committed_replicates_sequential_state(
         workload, label):
     """The README's word on an archive workload's comparison (its verdict or that it is undecided, the looks, the
