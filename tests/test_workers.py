@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -254,6 +255,28 @@ def test_job_records_let_a_worker_run_a_study(tmp_path):
     job = study.user_attrs["sscbench_job"]
     assert job["kind"] == "tune" and job["plugin"] == "baseline" and job["spec"]["tune"]["trials"] == 1
     assert RunSpec.model_validate(job["spec"]).tune.trials == 1  # the spec a worker rebuilds the study from
+
+
+def test_an_evaluation_unit_is_named_by_what_decides_its_results_not_where_its_parameters_came_from():
+    """A tuning trial retried after a kill has a new number and the same parameters: its arms' evaluation units
+    must be the ones an uninterrupted run queues, so the name ignores the arm's source and nothing else."""
+    from sscbench.contracts import task
+    from sscbench.stages.arms import ResolvedArm
+    from sscbench.stages.workqueue import evaluation_study_name
+
+    run = task.resolve_run(RunSpec(), ["ssc"])
+    params = {"lr": 3e-3, "weight_decay": 1e-3, "lambda_ssc": 0.1}
+
+    def name(source: str = "tuned: results/tune-ssc.json (study s, trial 7, value 0.7400)", seeds=(0, 1),
+             **changed) -> str:
+        arm = ResolvedArm("ssc", "ssc", params, source, ())
+        return evaluation_study_name(run, [replace(arm, **changed)], list(seeds))
+
+    assert name() == name("tuned: elsewhere/tune-ssc.json (study s, trial 12, value 0.7400)") == name("spec")
+    assert name().startswith("evaluate-")
+    assert name(params=params | {"lambda_ssc": 0.2}) != name()
+    assert name(regularizer="spatial") != name() and name(name="ssc-b") != name()
+    assert name(seeds=(0, 2)) != name()
 
 
 def _wait_for_running(url: str, study: str, proc: subprocess.Popen, params: int = 3) -> None:

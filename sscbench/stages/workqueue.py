@@ -38,12 +38,17 @@ RESULTS_ATTR = "sscbench_arm_results"
 
 
 def evaluation_study_name(run: Run, arms: Sequence[ResolvedArm], seeds: Sequence[int]) -> str:
-    """A name that changes with everything deciding a unit's results, the code included."""
+    """A name that changes with everything deciding a unit's results, the code included, and with nothing else.
+
+    An arm's ``source`` (which results file, study and trial its hyperparameters came from) is left out: a
+    tuning trial retried after a kill gets a new number but the same parameters, and must find the same units.
+    """
     spec = run.spec
+    described = [{k: v for k, v in asdict(a).items() if k != "source"} for a in arms]
     key = "|".join([
         spec.data.model_dump_json(), run.key,
         spec.train.model_dump_json(exclude={"device", "threads", "workers"}), str(spec.evaluate.epochs),
-        json.dumps(list(seeds)), json.dumps([asdict(a) for a in arms], sort_keys=True),
+        json.dumps(list(seeds)), json.dumps(described, sort_keys=True),
         registry.code_fingerprint([a.regularizer for a in arms], [spec.workload.name]),
     ])
     return f"evaluate-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
