@@ -131,7 +131,9 @@ def run_shared_evaluation(
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         for raw in t.user_attrs[RESULTS_ATTR]:
             finished.setdefault(raw["name"], ArmResult.model_validate(raw))
-    return [finished[a.name] for a in arms]
+    # the unit may have been trained by a run whose parameters came from elsewhere (the name leaves the source
+    # out): the record says where this run's came from
+    return [finished[a.name].model_copy(update={"params_source": a.source}) for a in arms]
 
 
 def _pending(study: optuna.Study, job: dict) -> bool:
