@@ -2,7 +2,8 @@
 
 Each table is what the records in docs/runs/WORKLOAD/compare-replicates/ give: every replicate's test data,
 both arms' mean test accuracy and their difference, then every look the sequential rule took, under the
-design docs/workloads.md names. A failure prints the tables the records give.
+design docs/workloads.md names. A failure prints the tables the records give. A comparison that ended has its
+own `compare.json` committed beside the records, and that output says what the records give.
 """
 
 from __future__ import annotations
@@ -75,3 +76,30 @@ def test_the_tables_of_an_archive_comparison_are_its_committed_records(workload)
     low, high = _design(text)
     tables = expected_tables(workload, low, high)
     assert f"\n{tables}\n" in text, f"docs/workloads.md should show {workload}'s tables as:\n\n{tables}\n"
+
+
+@pytest.mark.parametrize("workload", ["ucr-crop", "ucr-electricdevices", "ucr-forda"])
+def test_an_archive_comparisons_own_output_is_committed_once_it_ended_and_says_what_its_records_give(workload):
+    """A finished comparison's own `compare.json` is committed beside its replicates, and its sequential
+    verdict, looks and differences are those the committed records give; a comparison still under way has none."""
+    import json
+
+    low, high = _design((ROOT / "docs" / "workloads.md").read_text())
+    records, decided, both, diffs = committed_comparison(workload, low, high)
+    output = ROOT / "docs" / "runs" / workload / "compare.json"
+    if decided.decision is None:
+        assert not output.exists(), f"{workload}'s comparison is undecided over its records, yet has a compare.json"
+        return
+    assert output.exists(), f"{workload}'s comparison ended ({decided.decision}): commit its compare.json"
+    saved = json.loads(output.read_text())
+    assert saved["spec"]["compare"]["min_replicates"] == low and saved["spec"]["compare"]["max_replicates"] == high
+    (comparison,) = saved["comparisons"]
+    assert (comparison["arm"], comparison["reference"]) == ("ssc", "baseline")
+    assert comparison["replicate_indices"] == [r.index for r in both]
+    assert comparison["diffs"] == pytest.approx(list(diffs), abs=1e-12)
+    sequential = comparison["sequential"]
+    assert (sequential["decision"], sequential["replicates_used"]) == (decided.decision, len(both))
+    assert [look["n"] for look in sequential["looks"]] == [look.n for look in decided.looks]
+    for saved_look, look in zip(sequential["looks"], decided.looks, strict=True):
+        assert [saved_look[k] for k in ("mean_diff", "rci_low", "rci_high")] == \
+            pytest.approx([look.mean_diff, look.rci_low, look.rci_high], abs=1e-9), look.n
