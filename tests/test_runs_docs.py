@@ -82,7 +82,7 @@ def test_the_tables_of_an_archive_comparison_are_its_committed_records(workload)
 def test_an_archive_comparisons_own_output_is_committed_once_it_ended_and_says_what_its_records_give(workload):
     """A finished comparison's own `compare.json` is committed beside its replicates, and its sequential
     verdict, looks and differences are those the committed records give; a comparison still under way has none."""
-    import json
+    from sscbench.output import results
 
     low, high = _design((ROOT / "docs" / "workloads.md").read_text())
     records, decided, both, diffs = committed_comparison(workload, low, high)
@@ -91,15 +91,15 @@ def test_an_archive_comparisons_own_output_is_committed_once_it_ended_and_says_w
         assert not output.exists(), f"{workload}'s comparison is undecided over its records, yet has a compare.json"
         return
     assert output.exists(), f"{workload}'s comparison ended ({decided.decision}): commit its compare.json"
-    saved = json.loads(output.read_text())
-    assert saved["spec"]["compare"]["min_replicates"] == low and saved["spec"]["compare"]["max_replicates"] == high
-    (comparison,) = saved["comparisons"]
-    assert (comparison["arm"], comparison["reference"]) == ("ssc", "baseline")
-    assert comparison["replicate_indices"] == [r.index for r in both]
-    assert comparison["diffs"] == pytest.approx(list(diffs), abs=1e-12)
-    sequential = comparison["sequential"]
-    assert (sequential["decision"], sequential["replicates_used"]) == (decided.decision, len(both))
-    assert [look["n"] for look in sequential["looks"]] == [look.n for look in decided.looks]
-    for saved_look, look in zip(sequential["looks"], decided.looks, strict=True):
-        assert [saved_look[k] for k in ("mean_diff", "rci_low", "rci_high")] == \
+    saved = results.load(output, results.CompareResult)
+    assert (saved.spec.compare.min_replicates, saved.spec.compare.max_replicates) == (low, high)
+    (comparison,) = saved.comparisons
+    assert (comparison.arm, comparison.reference) == ("ssc", "baseline")
+    assert comparison.replicate_indices == [r.index for r in both]
+    assert comparison.diffs == pytest.approx(list(diffs), abs=1e-12)
+    sequential = comparison.sequential
+    assert (sequential.decision, sequential.replicates_used) == (decided.decision, len(both))
+    assert [look.n for look in sequential.looks] == [look.n for look in decided.looks]
+    for saved_look, look in zip(sequential.looks, decided.looks, strict=True):
+        assert [saved_look.mean_diff, saved_look.rci_low, saved_look.rci_high] == \
             pytest.approx([look.mean_diff, look.rci_low, look.rci_high], abs=1e-9), look.n
